@@ -1,0 +1,35 @@
+"""boto3 clients, built once per process and configured from settings only.
+
+Every AWS client of the project comes from here, so each follows ``AWS_REGION`` and
+``AWS_ENDPOINT_URL`` (the emulator locally, unset on AWS). Clients are cached per
+(service, region, endpoint): tests that move the endpoint get fresh clients.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from django.conf import settings
+
+_clients: dict[tuple[str, str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def client(service_name: str) -> Any:
+    key = (service_name, settings.AWS_REGION, settings.AWS_ENDPOINT_URL)
+    with _lock:
+        if key not in _clients:
+            _clients[key] = boto3.session.Session().client(
+                service_name,
+                region_name=settings.AWS_REGION,
+                endpoint_url=settings.AWS_ENDPOINT_URL or None,
+                config=Config(
+                    connect_timeout=2,
+                    read_timeout=10,
+                    retries={"mode": "standard", "max_attempts": 3},
+                ),
+            )
+        return _clients[key]

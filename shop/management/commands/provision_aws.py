@@ -1,0 +1,57 @@
+"""Create the shop's queues, Cognito pool and SES identities on the configured endpoint."""
+
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from shop import provisioning
+
+
+class Command(BaseCommand):
+    help = (
+        "Idempotently create the order queue and its DLQ (redrive policy), a Cognito user pool "
+        "with an app client and demo customers, and the SES identities. Meant for the local "
+        "emulator; on AWS use the CloudFormation template (README)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--env-file", help="Write the resulting variables to this file.")
+        parser.add_argument("--visibility-timeout", type=int, default=30)
+        parser.add_argument("--max-receive-count", type=int, default=3)
+        parser.add_argument(
+            "--allow-aws",
+            action="store_true",
+            help="Allow running without AWS_ENDPOINT_URL, i.e. against a real AWS account.",
+        )
+
+    def handle(self, *args, **options):
+        if not settings.AWS_ENDPOINT_URL and not options["allow_aws"]:
+            raise CommandError(
+                "AWS_ENDPOINT_URL is not set, so this would create resources in a real AWS "
+                "account. Use the CloudFormation template, or pass --allow-aws."
+            )
+        queue_name = urlparse(settings.ORDER_QUEUE_URL).path.rstrip("/").rsplit("/", 1)[-1]
+        plan = provisioning.Plan(
+            region=settings.AWS_REGION,
+            endpoint_url=settings.AWS_ENDPOINT_URL or None,
+            queue_name=queue_name or "shop-orders",
+            max_receive_count=options["max_receive_count"],
+            visibility_timeout=options["visibility_timeout"],
+            sender=settings.DEFAULT_FROM_EMAIL,
+        )
+        result = provisioning.provision(plan)
+        for line in result.created:
+            self.stdout.write(f"created {line}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"provisioned: queue {result.queue_url} -> DLQ {result.dlq_url} "
+                f"(maxReceiveCount {plan.max_receive_count}), user pool {result.user_pool_id}, "
+                f"app client {result.app_client_id}, {len(result.created)} resources new"
+            )
+        )
+        if options["env_file"]:
+            with open(options["env_file"], "w") as fh:
+                for name, value in result.environment().items():
+                    fh.write(f"{name}={value}\n")
+            self.stdout.write(f"wrote {options['env_file']}")

@@ -1,0 +1,140 @@
+"""Creates the AWS resources the shop expects, idempotently: for the local emulator and tests.
+
+The application never creates queues at run time; this is the set-up step that does, like
+the CloudFormation template does on AWS (README "Deploying to AWS"). Plain boto3 with no
+Django, so the test suite can provision its emulator before Django's settings are read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+DEMO_PASSWORD = "Demo-Passw0rd!"
+VERIFIED_CUSTOMER = "alice@example.com"
+UNVERIFIED_CUSTOMER = "bob@example.com"
+
+
+@dataclass
+class Plan:
+    """What to create. Names are AWS resource names."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    queue_name: str = "shop-orders"
+    max_receive_count: int = 3
+    visibility_timeout: int = 30
+    user_pool_name: str = "shop-customers"
+    app_client_name: str = "shop-web"
+    sender: str = "shop@example.com"
+    customers: dict[str, bool] = field(
+        default_factory=lambda: {VERIFIED_CUSTOMER: True, UNVERIFIED_CUSTOMER: False}
+    )
+    password: str = DEMO_PASSWORD
+
+
+@dataclass
+class Result:
+    queue_url: str
+    dlq_url: str
+    user_pool_id: str
+    app_client_id: str
+    created: list[str]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "ORDER_QUEUE_URL": self.queue_url,
+            "COGNITO_USER_POOL_ID": self.user_pool_id,
+            "COGNITO_APP_CLIENT_ID": self.app_client_id,
+        }
+
+
+def provision(plan: Plan) -> Result:
+    session = boto3.session.Session()
+
+    def client(name: str) -> Any:
+        return session.client(name, region_name=plan.region, endpoint_url=plan.endpoint_url)
+
+    created: list[str] = []
+    dlq_url, queue_url = _queues(client("sqs"), plan, created)
+    pool_id, client_id = _cognito(client("cognito-idp"), plan, created)
+    _ses(client("ses"), plan, created)
+    return Result(queue_url, dlq_url, pool_id, client_id, created)
+
+
+def _queues(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
+    dlq_name = f"{plan.queue_name}-dlq"
+    dlq_url = sqs.create_queue(
+        QueueName=dlq_name, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    attributes = {
+        "VisibilityTimeout": str(plan.visibility_timeout),
+        "ReceiveMessageWaitTimeSeconds": "20",
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(plan.max_receive_count)}
+        ),
+    }
+    existing = sqs.list_queues(QueueNamePrefix=plan.queue_name).get("QueueUrls", [])
+    queue_url = next((url for url in existing if url.rsplit("/", 1)[-1] == plan.queue_name), "")
+    if queue_url:
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
+    else:
+        queue_url = sqs.create_queue(QueueName=plan.queue_name, Attributes=attributes)["QueueUrl"]
+        created.append(f"queue {plan.queue_name} (DLQ {dlq_name})")
+    return dlq_url, queue_url
+
+
+def _cognito(idp: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
+    pools = idp.list_user_pools(MaxResults=60)["UserPools"]
+    pool_id = next((p["Id"] for p in pools if p["Name"] == plan.user_pool_name), "")
+    if not pool_id:
+        pool_id = idp.create_user_pool(
+            PoolName=plan.user_pool_name,
+            UsernameAttributes=["email"],
+            AutoVerifiedAttributes=["email"],
+        )["UserPool"]["Id"]
+        created.append(f"user pool {plan.user_pool_name} ({pool_id})")
+    clients = idp.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    client_id = next(
+        (c["ClientId"] for c in clients if c["ClientName"] == plan.app_client_name), ""
+    )
+    if not client_id:
+        client_id = idp.create_user_pool_client(
+            UserPoolId=pool_id,
+            ClientName=plan.app_client_name,
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            GenerateSecret=False,
+        )["UserPoolClient"]["ClientId"]
+        created.append(f"app client {plan.app_client_name} ({client_id})")
+    for email in plan.customers:
+        try:
+            idp.admin_get_user(UserPoolId=pool_id, Username=email)
+        except idp.exceptions.UserNotFoundException:
+            idp.admin_create_user(
+                UserPoolId=pool_id,
+                Username=email,
+                UserAttributes=[
+                    {"Name": "email", "Value": email},
+                    {"Name": "email_verified", "Value": "true"},
+                ],
+                MessageAction="SUPPRESS",
+            )
+            created.append(f"customer {email}")
+        idp.admin_set_user_password(
+            UserPoolId=pool_id, Username=email, Password=plan.password, Permanent=True
+        )
+    return pool_id, client_id
+
+
+def _ses(ses: Any, plan: Plan, created: list[str]) -> None:
+    verified = set(ses.list_identities(IdentityType="EmailAddress")["Identities"])
+    for address in [plan.sender, *[e for e, ok in plan.customers.items() if ok]]:
+        if address not in verified:
+            ses.verify_email_identity(EmailAddress=address)
+            created.append(f"SES identity {address}")

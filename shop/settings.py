@@ -1,0 +1,286 @@
+"""Settings for the shop.
+
+Every value that differs between environments comes from the environment, read here
+once through django-environ. Nothing else in the project reads ``os.environ``.
+
+``DJANGO_DEBUG`` defaults to true, and with it come development defaults: SQLite, the local
+AWS emulator that ``make run`` starts, a development secret key. With DEBUG off, the
+variables in ``REQUIRED_IN_PRODUCTION`` must be set or the app refuses to start.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A developer's own `.env` (never committed) fills in what the shell did not set.
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+
+# Development defaults: the emulator `make run` starts (see Makefile) and its account id.
+DEV_AWS_ENDPOINT_URL = "http://127.0.0.1:5055"
+DEV_ORDER_QUEUE_URL = f"{DEV_AWS_ENDPOINT_URL}/123456789012/shop-orders"
+
+REQUIRED_IN_PRODUCTION = (
+    "DJANGO_SECRET_KEY",
+    "ORDER_QUEUE_URL",
+    "COGNITO_USER_POOL_ID",
+    "COGNITO_APP_CLIENT_ID",
+)
+if not DEBUG:
+    _missing = [name for name in REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
+    if _missing:
+        raise ImproperlyConfigured(
+            "DJANGO_DEBUG is off, so these environment variables must be set: "
+            + ", ".join(_missing)
+        )
+
+SECRET_KEY = env.str(
+    "DJANGO_SECRET_KEY", default="django-insecure-development-only-never-use-in-production"
+)
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "drf_standardized_errors",
+    "django_ses",
+    "shop",
+    "orders",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop.urls"
+WSGI_APPLICATION = "shop.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Tests that start a worker or a web server as another process need a database that process
+# can open: a file, not SQLite's default in-memory test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Request bodies: JSON bodies larger than this are refused with 413 by the API's parser.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# --- Security (production) --------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = 0 if DEBUG else 60 * 60 * 24 * 365
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# /healthz is probed over plain HTTP inside the network (load balancer, container healthcheck).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["shop.authentication.CognitoIdTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["shop.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Shop API",
+    "DESCRIPTION": "Orders for customers signed in with Amazon Cognito.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        name: f"drf_standardized_errors.openapi_serializers.{name}.choices"
+        for name in [
+            "ValidationErrorEnum",
+            "ClientErrorEnum",
+            "ServerErrorEnum",
+            "ErrorCode401Enum",
+            "ErrorCode403Enum",
+            "ErrorCode404Enum",
+            "ErrorCode405Enum",
+            "ErrorCode406Enum",
+            "ErrorCode415Enum",
+            "ErrorCode429Enum",
+            "ErrorCode500Enum",
+        ]
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
+}
+DRF_STANDARDIZED_ERRORS = {
+    "EXCEPTION_HANDLER_CLASS": "shop.api.ExceptionHandler",
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "404", "405", "413", "415", "503"],
+    "ERROR_SCHEMAS": {
+        "409": "shop.api.ConflictErrorResponseSerializer",
+        "413": "shop.api.PayloadTooLargeErrorResponseSerializer",
+        "503": "shop.api.ServiceUnavailableErrorResponseSerializer",
+    },
+}
+
+# --- AWS --------------------------------------------------------------------------------
+AWS_REGION = env.str("AWS_REGION", default="us-east-1")
+# boto3's standard variable; unset on AWS. Every AWS client of the project follows it.
+AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default=DEV_AWS_ENDPOINT_URL if DEBUG else "")
+ORDER_QUEUE_URL = env.str("ORDER_QUEUE_URL", default=DEV_ORDER_QUEUE_URL if DEBUG else "")
+
+# --- Cognito ----------------------------------------------------------------------------
+COGNITO_USER_POOL_ID = env.str("COGNITO_USER_POOL_ID", default="")
+COGNITO_APP_CLIENT_ID = env.str("COGNITO_APP_CLIENT_ID", default="")
+COGNITO_ISSUER = env.str(
+    "COGNITO_ISSUER",
+    default=f"https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}",
+)
+COGNITO_JWKS_URL = env.str(
+    "COGNITO_JWKS_URL",
+    default=(
+        f"{AWS_ENDPOINT_URL.rstrip('/')}/{COGNITO_USER_POOL_ID}/.well-known/jwks.json"
+        if AWS_ENDPOINT_URL
+        else f"{COGNITO_ISSUER}/.well-known/jwks.json"
+    ),
+)
+COGNITO_REQUIRE_EMAIL_VERIFIED = env.bool("COGNITO_REQUIRE_EMAIL_VERIFIED", default=True)
+# Leeway for `exp`/`iat` against clock skew; the issue caps it at 30 s.
+COGNITO_LEEWAY_SECONDS = 30
+# An unknown `kid` refetches the key set at most this often.
+COGNITO_JWKS_MIN_REFETCH_SECONDS = 60
+COGNITO_JWKS_TIMEOUT_SECONDS = 5
+
+# --- Email (SES through django-ses) -----------------------------------------------------
+EMAIL_BACKEND = "django_ses.SESBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
+AWS_SES_REGION_NAME = AWS_REGION
+AWS_SES_REGION_ENDPOINT = f"email.{AWS_REGION}.amazonaws.com"
+# django-ses ignores AWS_ENDPOINT_URL and reads its own setting.
+AWS_SES_REGION_ENDPOINT_URL = AWS_ENDPOINT_URL or None
+SES_SANDBOX = env.str("SES_SANDBOX", default="auto").lower()
+if SES_SANDBOX not in {"auto", "true", "false"}:
+    raise ImproperlyConfigured("SES_SANDBOX must be auto, true or false")
+
+SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="USD").upper()
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- Celery on SQS (see README "Celery over SQS") ---------------------------------------
+# Predefined queue only: the app never calls CreateQueue/ListQueues. Credentials come from the
+# standard chain (environment or IAM role); the endpoint from AWS_ENDPOINT_URL via boto3.
+ORDER_QUEUE_NAME = "orders"
+CONFIRMATION_TASK_NAME = "notifications.send_order_confirmation"
+# Seconds to wait before the 1st, 2nd, 3rd... redelivery of a failed confirmation.
+CONFIRMATION_RETRY_DELAYS = [
+    int(delay) for delay in env.list("CONFIRMATION_RETRY_DELAYS", default=["30", "120", "600"])
+]
+CELERY_BROKER_URL = "sqs://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "region": AWS_REGION,
+    # kombu picks http/https from this option, not from the URL.
+    "is_secure": not AWS_ENDPOINT_URL.startswith("http://"),
+    "wait_time_seconds": 20,
+    "polling_interval": 0,
+    "predefined_queues": {
+        ORDER_QUEUE_NAME: {
+            "url": ORDER_QUEUE_URL,
+            # After the n-th failed receive the message stays invisible for delays[n-1] s.
+            "backoff_policy": dict(enumerate(CONFIRMATION_RETRY_DELAYS, start=1)),
+            "backoff_tasks": [CONFIRMATION_TASK_NAME],
+        }
+    },
+    # Bounded publish: a broken broker must not hold a web request for minutes.
+    "client-config": {"connect_timeout": 2, "read_timeout": 25, "retries": {"max_attempts": 2}},
+}
+CELERY_TASK_DEFAULT_QUEUE = ORDER_QUEUE_NAME
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_ACKS_ON_FAILURE = False
+CELERY_TASK_ACKS_ON_TIMEOUT = False
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Must stay below the queue's VisibilityTimeout (README explains why).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=20)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=25)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
