@@ -1,0 +1,230 @@
+"""Rendering of the order-confirmation email (HTML and plain text) with pybars3 (Handlebars).
+
+Templates live in ``templates/emails/``. Each is compiled once per process, on first use, and
+checked first: pybars3 silently drops everything after an unclosed block or ``{{``, so a broken
+template raises ``TemplateError`` instead of sending a truncated email. Helpers are registered
+once, in ``HELPERS``. The plain-text part is rendered without HTML escaping.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from pybars import Compiler, PybarsError, strlist
+
+from orders.models import Order
+
+HTML_TEMPLATE = "order_confirmation.hbs"
+TEXT_TEMPLATE = "order_confirmation.txt.hbs"
+
+Template = Callable[..., str]
+
+
+class TemplateError(Exception):
+    """An email template is broken: it would fail to render or render truncated."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def money_format(*, amount: Decimal | str | int, currency: str) -> str:
+    """``Decimal("1234.5"), "USD"`` -> ``"1,234.50 USD"``: two decimals, half-up rounding."""
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | str | int):
+        raise TypeError(f"money amount must be Decimal, str or int, not {type(amount).__name__}")
+    try:
+        value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
+    except InvalidOperation:
+        raise ValueError(f"not a money amount: {amount!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"money amount must be finite, not {amount!r}")
+    value = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) + 0  # + 0: no "-0.00"
+    return f"{value:,.2f} {currency}"
+
+
+def _money_helper(this: Any, amount: Any, currency: Any) -> str:
+    """``{{money amount currency}}``. Arguments may arrive as ``strlist`` (see ``_unescaped``)."""
+    if isinstance(amount, strlist):
+        amount = str(amount)
+    return money_format(amount=amount, currency=str(currency).strip())
+
+
+# The one place helpers are registered; every render gets these (the text part through
+# `_unescaped_helper`, which only changes how their result is escaped).
+HELPERS: dict[str, Callable[..., Any]] = {"money": _money_helper}
+
+
+# --- Plain text without HTML entities ---------------------------------------------------
+# pybars3 0.9.7 has no switch to turn escaping off (no `noEscape` compile option as in
+# Handlebars.js): every `{{x}}` goes through `pybars._compiler.prepare(value, True)`, which calls
+# the module-global `escape`. Patching that global would change every template in the process.
+# The one supported bypass is the `strlist` type (pybars' "safe string", exported by the
+# package): `prepare` returns it unescaped. So the text part is rendered with every string of
+# its context, and every helper result, wrapped in a `strlist`. Empty strings stay `""`, so
+# `{{#if}}` keeps treating them as false (a one-element list would be true).
+def _unescaped(value: Any) -> Any:
+    if isinstance(value, strlist):  # already safe (a list: must not be walked as one)
+        return value
+    if isinstance(value, str):
+        return strlist([value]) if value else value
+    if isinstance(value, Mapping):
+        return {key: _unescaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unescaped(item) for item in value]
+    return value
+
+
+def _unescaped_helper(helper: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(helper)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return _unescaped(helper(*args, **kwargs))
+
+    return wrapper
+
+
+_TEXT_HELPERS = {name: _unescaped_helper(helper) for name, helper in HELPERS.items()}
+
+
+# --- Templates: check, compile once ---------------------------------------------------------
+# A tag as pybars reads it: `{{` up to the first `}}`, comments `{{! ... }}` included.
+_TAG_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_BLOCK_RE = re.compile(r"([#^/])\s*([^\s}]*)(.*)", re.DOTALL)
+
+
+def _line(source: str, position: int) -> int:
+    return source.count("\n", 0, position) + 1
+
+
+def template_check(source: str) -> list[str]:
+    """Problems pybars3 would not report: unclosed `{{`, unbalanced or misnested blocks."""
+    problems: list[str] = []
+    opened: list[tuple[str, int]] = []  # (block name, line)
+    position = 0
+    while (start := source.find("{{", position)) != -1:
+        match = _TAG_RE.match(source, start)
+        if match is None:
+            problems.append(f"line {_line(source, start)}: '{{{{' is never closed by '}}}}'")
+            break
+        position = match.end()
+        inner = match.group(1).strip("~{&")
+        block = _BLOCK_RE.fullmatch(inner.strip())
+        if inner.startswith("!") or block is None or not block.group(2):
+            continue  # comment, expression, `{{^}}` / `{{else}}`
+        sigil, name, rest = block.groups()
+        line = _line(source, start)
+        if sigil != "/":
+            opened.append((name, line))
+        elif rest.strip() or inner != inner.strip() or inner[1:] != name:
+            problems.append(f"line {line}: write the closer as '{{{{/{name}}}}}' (no spaces)")
+        elif not opened:
+            problems.append(f"line {line}: '{{{{/{name}}}}}' closes no open block")
+        elif opened[-1][0] != name:
+            open_name, open_line = opened.pop()
+            problems.append(
+                f"line {line}: '{{{{/{name}}}}}' closes '{{{{#{open_name}}}}}' of line {open_line}"
+            )
+        else:
+            opened.pop()
+    problems.extend(
+        f"line {line}: '{{{{#{name}}}}}' is never closed (pybars would drop the rest)"
+        for name, line in reversed(opened)
+    )
+    return problems
+
+
+def _templates_dir() -> Path:
+    return Path(settings.BASE_DIR) / "templates" / "emails"
+
+
+# pybars' Compiler keeps its code builder in class state: compile under one lock.
+_compile_lock = threading.Lock()
+
+
+def _compile(*, path: Path) -> Template:
+    source = path.read_text(encoding="utf-8")
+    problems = template_check(source)
+    if problems:
+        raise TemplateError(f"{path.name}: " + "; ".join(problems))
+    try:
+        return Compiler().compile(source)
+    except PybarsError as exc:
+        raise TemplateError(f"{path.name}: {exc}") from exc
+
+
+@functools.cache
+def _template_cached(path: Path) -> Template:
+    return _compile(path=path)
+
+
+def template_compiled(*, name: str) -> Template:
+    """The compiled template ``templates/emails/<name>``: compiled on first use, then cached.
+
+    A template that fails its check raises ``TemplateError`` here, on every use (errors are
+    not cached).
+    """
+    with _compile_lock:
+        return _template_cached(_templates_dir() / name)
+
+
+def templates_check() -> list[str]:
+    """Problems of every ``*.hbs`` under ``templates/emails/`` (structure, then syntax)."""
+    problems: list[str] = []
+    for path in sorted(_templates_dir().glob("*.hbs")):
+        try:
+            with _compile_lock:
+                _compile(path=path)
+        except TemplateError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+# --- The confirmation email ---------------------------------------------------------------
+def confirmation_context(*, order: Order) -> dict[str, Any]:
+    """A plain dict of what the email shows; money values stay ``Decimal``."""
+    return {
+        "order_number": order.pk,
+        "currency": order.currency,
+        "total": order.total,
+        "shipping": {
+            "name": order.shipping_name,
+            "line1": order.shipping_line1,
+            "line2": order.shipping_line2.strip(),
+            "city": order.shipping_city,
+            "postal_code": order.shipping_postal_code,
+            "country": order.shipping_country,
+        },
+        "lines": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_total": line.line_total,
+            }
+            for line in order.lines.all()
+        ],
+    }
+
+
+def confirmation_render_context(*, context: dict[str, Any]) -> RenderedEmail:
+    """Render both parts from a ``confirmation_context``-shaped dict (no database needed)."""
+    html = template_compiled(name=HTML_TEMPLATE)(context, helpers=HELPERS)
+    text = template_compiled(name=TEXT_TEMPLATE)(_unescaped(context), helpers=_TEXT_HELPERS)
+    return RenderedEmail(
+        subject=f"Your order #{context['order_number']} is confirmed", html=html, text=text
+    )
+
+
+def confirmation_render(*, order: Order) -> RenderedEmail:
+    return confirmation_render_context(context=confirmation_context(order=order))
