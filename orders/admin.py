@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
 from orders.models import Order, OrderLine, Product
 
@@ -67,6 +69,7 @@ class OrderAdmin(admin.ModelAdmin):
                     "email_last_error",
                     "email_ses_message_id",
                     "email_sent_at",
+                    "email_preview",
                 ]
             },
         ),
@@ -132,3 +135,10 @@ class OrderAdmin(admin.ModelAdmin):
     def email_sent_at(self, obj: Order):
         email = self._email(obj)
         return email.sent_at if email and email.sent_at else "-"
+
+    @admin.display(description="Preview")
+    def email_preview(self, obj: Order) -> str:
+        if not self._email(obj):
+            return "-"
+        url = reverse("admin:notifications_confirmationemail_preview", args=[obj.pk])
+        return format_html('<a href="{}" target="_blank">preview the email</a>', url)

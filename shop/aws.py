@@ -18,14 +18,21 @@ _clients: dict[tuple[str, str, str], Any] = {}
 _lock = threading.Lock()
 
 
+def _endpoint(service_name: str) -> str:
+    if service_name in ("ses", "sesv2"):
+        return settings.AWS_SES_ENDPOINT_URL
+    return settings.AWS_ENDPOINT_URL
+
+
 def client(service_name: str) -> Any:
-    key = (service_name, settings.AWS_REGION, settings.AWS_ENDPOINT_URL)
+    endpoint = _endpoint(service_name)
+    key = (service_name, settings.AWS_REGION, endpoint)
     with _lock:
         if key not in _clients:
             _clients[key] = boto3.session.Session().client(
                 service_name,
                 region_name=settings.AWS_REGION,
-                endpoint_url=settings.AWS_ENDPOINT_URL or None,
+                endpoint_url=endpoint or None,
                 config=Config(
                     connect_timeout=2,
                     read_timeout=10,

@@ -221,8 +221,12 @@ EMAIL_BACKEND = "django_ses.SESBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 AWS_SES_REGION_NAME = AWS_REGION
 AWS_SES_REGION_ENDPOINT = f"email.{AWS_REGION}.amazonaws.com"
+# boto3's service-specific variable, if set, wins for SES (as it does in boto3 itself).
+AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default=AWS_ENDPOINT_URL)
 # django-ses ignores AWS_ENDPOINT_URL and reads its own setting.
-AWS_SES_REGION_ENDPOINT_URL = AWS_ENDPOINT_URL or None
+AWS_SES_REGION_ENDPOINT_URL = AWS_SES_ENDPOINT_URL or None
+# django-ses paces sends by the account's max send rate (fraction of it; 0 turns it off).
+AWS_SES_AUTO_THROTTLE = env.float("AWS_SES_AUTO_THROTTLE", default=0.5)
 SES_SANDBOX = env.str("SES_SANDBOX", default="auto").lower()
 if SES_SANDBOX not in {"auto", "true", "false"}:
     raise ImproperlyConfigured("SES_SANDBOX must be auto, true or false")
@@ -252,7 +256,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     # kombu picks http/https from this option, not from the URL.
     "is_secure": not AWS_ENDPOINT_URL.startswith("http://"),
-    "wait_time_seconds": 20,
+    # Long polling: SQS answers as soon as a message arrives, or after this many seconds.
+    "wait_time_seconds": env.int("SQS_WAIT_TIME_SECONDS", default=20),
     "polling_interval": 0,
     "predefined_queues": {
         ORDER_QUEUE_NAME: {

@@ -34,8 +34,9 @@ def _orders(n: int) -> list:
 
 @pytest.fixture
 def staff_client(client):
-    user = get_user_model().objects.create_user("staff", password="pw", is_staff=True,
-                                                is_superuser=True)
+    user = get_user_model().objects.create_user(
+        "staff", password="pw", is_staff=True, is_superuser=True
+    )
     client.force_login(user)
     return client
 
@@ -57,8 +58,12 @@ def test_staff_sees_order_list_and_order_page(staff_client):
 
 def test_order_list_filters_and_search(staff_client):
     orders = _orders(3)
-    assert staff_client.get("/admin/orders/order/?confirmation_email__status__exact=pending"
-                            ).status_code == 200
+    assert (
+        staff_client.get(
+            "/admin/orders/order/?confirmation_email__status__exact=pending"
+        ).status_code
+        == 200
+    )
     by_id = staff_client.get(f"/admin/orders/order/?q=%23{orders[1].pk}").content.decode()
     assert f"/admin/orders/order/{orders[1].pk}/change/" in by_id
     by_email = staff_client.get("/admin/orders/order/?q=c2@example").content.decode()
@@ -82,7 +87,7 @@ def test_order_list_query_count_does_not_grow(staff_client):
 def test_product_stock_is_editable(staff_client):
     product = make_product(sku="EDIT", stock=1)
     page = staff_client.get("/admin/orders/product/")
-    assert f'name="form-0-stock"' in page.content.decode()
+    assert 'name="form-0-stock"' in page.content.decode()
     assert product.stock == 1
 
 

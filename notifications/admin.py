@@ -1,0 +1,64 @@
+from django.contrib import admin
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from notifications import services
+from notifications.models import ConfirmationEmail
+
+
+@admin.register(ConfirmationEmail)
+class ConfirmationEmailAdmin(admin.ModelAdmin):
+    list_display = ["order", "status", "attempts", "sent_at", "short_error", "preview_link"]
+    list_filter = ["status", "sent_at"]
+    search_fields = ["order__id", "order__customer_email", "ses_message_id"]
+    list_select_related = ["order"]
+    readonly_fields = [
+        "order",
+        "status",
+        "attempts",
+        "last_error",
+        "ses_message_id",
+        "sent_at",
+        "created_at",
+        "updated_at",
+        "preview_link",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Last error")
+    def short_error(self, obj: ConfirmationEmail) -> str:
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+
+    @admin.display(description="Preview")
+    def preview_link(self, obj: ConfirmationEmail) -> str:
+        url = reverse("admin:notifications_confirmationemail_preview", args=[obj.order_id])
+        return format_html('<a href="{}" target="_blank">preview email</a>', url)
+
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [
+            path(
+                "preview/<int:order_id>/",
+                preview,
+                name="notifications_confirmationemail_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, order_id: int):
+        """The rendered HTML email of an order, exactly as the worker would send it."""
+        get_object_or_404(ConfirmationEmail, order_id=order_id)
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        email = services.confirmation_preview(order_id=order_id)
+        response = HttpResponse(email.html, content_type="text/html; charset=utf-8")
+        # The email is shown as a document of its own, not run as part of the admin.
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return response

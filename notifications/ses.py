@@ -1,0 +1,118 @@
+"""Amazon SES: the sandbox rule and sending, through django-ses. The only module that talks to SES.
+
+In the SES sandbox only verified recipients may receive mail. Real SES enforces this with
+``MessageRejected``; the emulator does not, so the worker asks SES itself
+(GetIdentityVerificationAttributes for the address and its domain only, never a listing)
+and treats "not verified" exactly like SES's own refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from shop import aws
+
+logger = logging.getLogger(__name__)
+
+#: How long an answer about a recipient's verification is reused (a newly verified
+#: address works within this time).
+VERIFICATION_CACHE_SECONDS = 60
+#: How long the answer to "is the account sandboxed?" (auto mode) is reused.
+SANDBOX_CACHE_SECONDS = 300
+
+
+class SendRefused(Exception):
+    """SES (or the sandbox rule) refused this email. SQS retries; the DLQ ends it."""
+
+
+class SesUnavailable(Exception):
+    """SES could not be reached or answered with an error. SQS retries."""
+
+
+_cache: dict[tuple, tuple[float, bool]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, ttl: float, compute) -> bool:
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+    value = compute()
+    with _cache_lock:
+        _cache[key] = (now, value)
+    return value
+
+
+def cache_clear() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def account_sandboxed() -> bool:
+    """``SES_SANDBOX``: true/false as set; ``auto`` asks SES, and says yes when SES cannot say."""
+    if settings.SES_SANDBOX in ("true", "false"):
+        return settings.SES_SANDBOX == "true"
+
+    def ask() -> bool:
+        try:
+            account = aws.client("sesv2").get_account()
+        except (ClientError, BotoCoreError) as exc:
+            logger.info("SES cannot say whether the account is sandboxed (%s): assuming it is", exc)
+            return True
+        return not account.get("ProductionAccessEnabled", False)
+
+    key = ("sandbox", settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
+    return _cached(key, SANDBOX_CACHE_SECONDS, ask)
+
+
+def recipient_verified(*, address: str) -> bool:
+    """Whether SES reports the address, or its domain, as a verified identity."""
+    domain = address.rsplit("@", 1)[-1]
+
+    def ask() -> bool:
+        try:
+            response = aws.client("ses").get_identity_verification_attributes(
+                Identities=[address, domain]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise SesUnavailable(f"could not ask SES about {address}: {exc}") from exc
+        attributes = response.get("VerificationAttributes", {})
+        return any(
+            attributes.get(identity, {}).get("VerificationStatus") == "Success"
+            for identity in (address, domain)
+        )
+
+    key = ("verified", settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION, address.lower())
+    return _cached(key, VERIFICATION_CACHE_SECONDS, ask)
+
+
+def email_send(*, to: str, subject: str, html: str, text: str) -> str:
+    """Send one email from DEFAULT_FROM_EMAIL; return SES's message id."""
+    if account_sandboxed() and not recipient_verified(address=to):
+        raise SendRefused("recipient not verified in the SES sandbox")
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to],
+        connection=get_connection(settings.EMAIL_BACKEND),
+    )
+    message.attach_alternative(html, "text/html")
+    try:
+        message.send()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "MessageRejected":
+            raise SendRefused(f"SES MessageRejected: {error.get('Message', '')}") from exc
+        raise SesUnavailable(f"SES error {error.get('Code')}: {error.get('Message', '')}") from exc
+    except BotoCoreError as exc:
+        raise SesUnavailable(f"SES unreachable: {exc}") from exc
+    return message.extra_headers.get("message_id", "")

@@ -1,0 +1,62 @@
+"""The confirmation task: an interface like a view. It takes an id and calls a service.
+
+Retries are SQS's, not Celery's: a failed task is rejected without requeue, the message stays
+in the queue (acks_late, acks on failure off), kombu's backoff policy lengthens its
+visibility timeout, SQS redelivers it, and after the queue's maxReceiveCount SQS moves it to
+the dead-letter queue. ``self.retry()`` would publish a new message and the DLQ would never
+be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import task_received
+from django.conf import settings
+
+from notifications import services
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_COUNT_HEADER = "sqs_receive_count"
+
+
+@task_received.connect
+def _pass_receive_count(sender=None, request=None, **kwargs) -> None:
+    """Hand SQS's ApproximateReceiveCount (seen only in the worker's main process) to the task."""
+    if request is None:
+        return
+    delivery_info = getattr(request.message, "delivery_info", {}) or {}
+    attributes = (delivery_info.get("sqs_message") or {}).get("Attributes", {})
+    count = attributes.get("ApproximateReceiveCount")
+    if count is not None:
+        request.request_dict[RECEIVE_COUNT_HEADER] = int(count)
+
+
+@shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True)
+def send_order_confirmation(self, order_id: int) -> str:
+    attempt = getattr(self.request, RECEIVE_COUNT_HEADER, None) or "?"
+    try:
+        result = services.confirmation_send(order_id=order_id)
+    except services.ConfirmationMissing:
+        # Retrying cannot make a missing order appear: the message is deleted, loudly.
+        logger.error(
+            "confirmation order=%s attempt=%s outcome=dropped reason=no such order",
+            order_id,
+            attempt,
+        )
+        return "dropped"
+    except services.ConfirmationFailed as exc:
+        logger.warning(
+            "confirmation order=%s attempt=%s outcome=failed reason=%s", order_id, attempt, exc
+        )
+        raise
+    logger.info(
+        "confirmation order=%s attempt=%s outcome=%s ses_message_id=%s",
+        order_id,
+        attempt,
+        result.outcome,
+        result.notification.ses_message_id,
+    )
+    return result.outcome

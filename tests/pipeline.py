@@ -1,0 +1,166 @@
+"""Helpers for end-to-end tests: a real Celery worker process, the queues, the SES store."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from shop import aws
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_SECONDS = 1
+
+
+def database_url() -> str:
+    """The test database, as a URL a child process can open (it sees only committed rows)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return (
+        f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:"
+        f"{db.get('PORT') or 5432}/{db['NAME']}"
+    )
+
+
+class Worker:
+    """``celery -A shop worker`` as its own process group, logging to a file."""
+
+    def __init__(self, log: Path, env: dict[str, str] | None = None, concurrency: int = 1):
+        self.log = log
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "ORDER_QUEUE_URL": settings.ORDER_QUEUE_URL,
+            # A stopped worker's last long poll stays open on the server for up to this long
+            # and may swallow the next test's message: keep it short between tests.
+            "SQS_WAIT_TIME_SECONDS": str(POLL_SECONDS),
+            **(env or {}),
+        }
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "shop",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: "ready." in self.text(), timeout=60, what=f"worker ready ({self.log})")
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children) at once."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def sqs():
+    return aws.client("sqs")
+
+
+def drain(queue_url: str) -> int:
+    """Delete every message now in the queue (PurgeQueue is limited to once a minute)."""
+    removed = 0
+    while True:
+        messages = (
+            sqs()
+            .receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
+            )
+            .get("Messages", [])
+        )
+        if not messages:
+            return removed
+        for message in messages:
+            sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            removed += 1
+
+
+def queue_counts(queue_url: str) -> tuple[int, int]:
+    """(visible, in flight) messages."""
+    attributes = sqs().get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
+
+
+def dlq_messages(dlq_url: str) -> list[dict]:
+    """Peek at the DLQ's Celery messages, decoded (made visible again at once)."""
+    messages = (
+        sqs()
+        .receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0
+        )
+        .get("Messages", [])
+    )
+    return [json.loads(base64.b64decode(message["Body"])) for message in messages]
+
+
+def sent_emails(to: str | None = None) -> list[dict]:
+    """Emails the emulator's SES accepted (``/moto-api/data.json``), optionally to one address."""
+    with urllib.request.urlopen(f"{settings.AWS_ENDPOINT_URL}/moto-api/data.json", timeout=5) as r:
+        data = json.load(r)
+    ses = data.get("ses", {})
+    messages = [*ses.get("RawMessage", []), *ses.get("Message", [])]
+    # The store's RawMessage destinations may list a recipient twice: count messages.
+    return [m for m in messages if to is None or to in json.dumps(m.get("destinations", m))]
