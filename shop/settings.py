@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "shop.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -136,8 +137,6 @@ SECURE_HSTS_SECONDS = 0 if DEBUG else 60 * 60 * 24 * 365
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# /healthz is probed over plain HTTP inside the network (load balancer, container healthcheck).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -197,17 +196,14 @@ ORDER_QUEUE_URL = env.str("ORDER_QUEUE_URL", default=DEV_ORDER_QUEUE_URL if DEBU
 # --- Cognito ----------------------------------------------------------------------------
 COGNITO_USER_POOL_ID = env.str("COGNITO_USER_POOL_ID", default="")
 COGNITO_APP_CLIENT_ID = env.str("COGNITO_APP_CLIENT_ID", default="")
-COGNITO_ISSUER = env.str(
-    "COGNITO_ISSUER",
-    default=f"https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}",
+# Empty counts as unset for the optional overrides (as in .env.example).
+COGNITO_ISSUER = env.str("COGNITO_ISSUER", default="") or (
+    f"https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}"
 )
-COGNITO_JWKS_URL = env.str(
-    "COGNITO_JWKS_URL",
-    default=(
-        f"{AWS_ENDPOINT_URL.rstrip('/')}/{COGNITO_USER_POOL_ID}/.well-known/jwks.json"
-        if AWS_ENDPOINT_URL
-        else f"{COGNITO_ISSUER}/.well-known/jwks.json"
-    ),
+COGNITO_JWKS_URL = env.str("COGNITO_JWKS_URL", default="") or (
+    f"{AWS_ENDPOINT_URL.rstrip('/')}/{COGNITO_USER_POOL_ID}/.well-known/jwks.json"
+    if AWS_ENDPOINT_URL
+    else f"{COGNITO_ISSUER}/.well-known/jwks.json"
 )
 COGNITO_REQUIRE_EMAIL_VERIFIED = env.bool("COGNITO_REQUIRE_EMAIL_VERIFIED", default=True)
 # Leeway for `exp`/`iat` against clock skew; the issue caps it at 30 s.
@@ -222,7 +218,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 AWS_SES_REGION_NAME = AWS_REGION
 AWS_SES_REGION_ENDPOINT = f"email.{AWS_REGION}.amazonaws.com"
 # boto3's service-specific variable, if set, wins for SES (as it does in boto3 itself).
-AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default=AWS_ENDPOINT_URL)
+AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default="") or AWS_ENDPOINT_URL
 # django-ses ignores AWS_ENDPOINT_URL and reads its own setting.
 AWS_SES_REGION_ENDPOINT_URL = AWS_SES_ENDPOINT_URL or None
 # django-ses paces sends by the account's max send rate (fraction of it; 0 turns it off).

@@ -95,3 +95,10 @@ def test_healthz(api_client):
     response = api_client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["database"] == "ok"
+
+
+def test_healthz_needs_no_allowed_host(api_client, settings):
+    settings.ALLOWED_HOSTS = ["shop.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    response = api_client.get("/healthz", HTTP_HOST="10.0.0.7:8000")
+    assert response.status_code == 200
