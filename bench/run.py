@@ -1,0 +1,188 @@
+"""Benchmarks: email rendering, ID-token verification, order placement, peak memory.
+
+Prints figures and asserts nothing (timing lives here, never in pass/fail tests). No server,
+no network: the Cognito key is pre-loaded and the SQS publish is a no-op. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_PATH = Path(f"/tmp/shop-bench-{os.getpid()}.sqlite3")
+WARMUP = 10  # untimed calls before each timed loop
+RENDERS, TOKEN_CALLS, ORDERS = 2000, 2000, 300
+KID = "bench-key"
+
+Row = tuple[str, float | int, str]
+
+
+def environment_set() -> None:
+    """What settings read, set before django.setup(); a shell's own values do not leak in."""
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="shop.settings",
+        DATABASE_URL=f"sqlite:///{DB_PATH}",
+        COGNITO_USER_POOL_ID="us-east-1_bench",
+        COGNITO_APP_CLIENT_ID="bench-client",
+        COGNITO_REQUIRE_EMAIL_VERIFIED="true",
+    )
+    for name in ("COGNITO_ISSUER", "COGNITO_JWKS_URL"):  # settings derive them from the pool
+        os.environ.pop(name, None)
+
+
+def timed(call: Callable[[], object], count: int) -> list[float]:
+    """Milliseconds per call, after WARMUP untimed calls."""
+    for _ in range(WARMUP):
+        call()
+    samples: list[float] = []
+    for _ in range(count):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def summary(label: str, samples: list[float]) -> list[Row]:
+    p95 = statistics.quantiles(samples, n=20)[-1]
+    return [(f"{label}, mean", statistics.fmean(samples), "ms"), (f"{label}, p95", p95, "ms")]
+
+
+def order_context(*, lines: int = 5) -> dict[str, Any]:
+    """A confirmation_context-shaped dict, built by hand (no database)."""
+    items = []
+    for n in range(1, lines + 1):
+        price = Decimal("19.99") + n
+        item = {"sku": f"BENCH-{n}", "name": f"Product {n} <Deluxe & Co>", "quantity": n}
+        items.append(item | {"unit_price": price, "line_total": price * n})
+    shipping = {"name": "Alice Example", "line1": "1 Main St", "line2": "Apt 4"}
+    shipping |= {"city": "Springfield", "postal_code": "12345", "country": "US"}
+    total = sum((item["line_total"] for item in items), Decimal("0"))
+    return dict(order_number=12345, currency="USD", total=total, shipping=shipping, lines=items)
+
+
+def bench_rendering() -> list[Row]:
+    from notifications import rendering
+
+    context = order_context()
+    # template_compiled has no cache_clear, so the compile cost is the first call in this
+    # fresh process: both templates checked and compiled, plus one render of each.
+    start = time.perf_counter()
+    rendering.confirmation_render_context(context=context)
+    first: Row = ("email: first call (compiles both)", (time.perf_counter() - start) * 1000, "ms")
+    samples = timed(lambda: rendering.confirmation_render_context(context=context), RENDERS)
+    return [first, *summary(f"email: render html+text, 5 lines ({RENDERS}x)", samples)]
+
+
+def bench_tokens() -> list[Row]:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from django.conf import settings
+
+    from shop import cognito
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    keys = cognito.key_set()
+    keys._keys[KID] = jwt.PyJWK.from_dict({**jwk, "kid": KID, "alg": "RS256"})
+    now = int(time.time())
+    claims = {"email": "alice@example.com", "email_verified": True, "token_use": "id"}
+    claims |= {"iss": settings.COGNITO_ISSUER, "aud": settings.COGNITO_APP_CLIENT_ID}
+    claims |= {"iat": now, "auth_time": now, "exp": now + 3600}
+    tokens = [
+        jwt.encode(claims | {"sub": f"user-{n}"}, key, "RS256", {"kid": KID}) for n in range(20)
+    ]
+    cycle = itertools.cycle(tokens)
+    samples = timed(lambda: cognito.id_token_verify(token=next(cycle)), TOKEN_CALLS)
+    rows = summary(f"token: id_token_verify ({TOKEN_CALLS}x)", samples)
+    return [*rows, ("token: JWKS fetches (key pre-loaded)", keys.fetch_count, "")]
+
+
+def bench_orders() -> list[Row]:
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from orders.services import LineRequest, ShippingAddress, order_place, product_upsert
+
+    call_command("migrate", verbosity=0)
+    skus = [f"BENCH-{n}" for n in range(6)]
+    for n, sku in enumerate(skus):
+        product_upsert(sku=sku, name=f"Bench {n}", price=Decimal("9.99") + n, stock=10_000_000)
+    carts = itertools.cycle(
+        [[LineRequest(sku=skus[(n + k) % 6], quantity=k + 1) for k in range(3)] for n in range(6)]
+    )
+    address = ShippingAddress(
+        name="Alice", line1="1 Main St", city="Springfield", postal_code="12345", country="US"
+    )
+    published = itertools.count()
+
+    def publish(*, order_id: int) -> None:  # stands in for the SQS publish on commit
+        next(published)
+
+    def place() -> None:
+        order_place(
+            customer_id="bench-user",
+            customer_email="alice@example.com",
+            shipping_address=address,
+            lines=next(carts),
+        )
+
+    # DEBUG off as in production: no per-query log in connection.queries.
+    enqueue = mock.patch("notifications.queue.confirmation_enqueue", publish)
+    with override_settings(DEBUG=False), enqueue:
+        samples = timed(place, ORDERS)
+    throughput = ORDERS / sum(samples) * 1000
+    rows: list[Row] = [(f"orders: order_place, 3 lines ({ORDERS}x)", throughput, "orders/s")]
+    rows += summary("orders: order_place", samples)
+    return [*rows, ("orders: no-op publishes on commit (+warm-up)", next(published), "")]
+
+
+def peak_memory_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def table_print(rows: list[Row]) -> None:
+    width = max(len(label) for label, _, _ in rows)
+    print(f"{'figure':<{width}}  {'value':>10}  unit")
+    for label, value, unit in rows:
+        shown = f"{value:d}" if isinstance(value, int) else f"{value:.3f}"
+        print(f"{label:<{width}}  {shown:>10}  {unit}")
+
+
+def main() -> int:
+    started = time.perf_counter()
+    environment_set()
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    try:
+        rows = bench_rendering() + bench_tokens() + bench_orders()
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        for path in DB_PATH.parent.glob(DB_PATH.name + "*"):  # the file and any -journal
+            path.unlink()
+    rows.append(("process: peak RSS (ru_maxrss)", peak_memory_mib(), "MiB"))
+    rows.append(("process: runtime (after interpreter start)", time.perf_counter() - started, "s"))
+    print(f"shop bench: Python {sys.version.split()[0]}, Django {django.get_version()}, SQLite")
+    print(f"every timed loop follows {WARMUP} untimed warm-up calls; no server, no network")
+    print("orders: publish not included (notifications.queue.confirmation_enqueue is a no-op)\n")
+    table_print(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
