@@ -94,6 +94,18 @@ def recipient_verified(*, address: str) -> bool:
     return _cached(key, VERIFICATION_CACHE_SECONDS, ask)
 
 
+_backends: dict[tuple[str, str], object] = {}
+
+
+def _mail_backend():
+    """One django-ses backend (and so one boto3 client) per process, not one per email."""
+    key = (settings.EMAIL_BACKEND, settings.AWS_SES_ENDPOINT_URL)
+    with _cache_lock:
+        if key not in _backends:
+            _backends[key] = get_connection(settings.EMAIL_BACKEND)
+        return _backends[key]
+
+
 def email_send(*, to: str, subject: str, html: str, text: str) -> str:
     """Send one email from DEFAULT_FROM_EMAIL; return SES's message id."""
     if account_sandboxed() and not recipient_verified(address=to):
@@ -103,7 +115,7 @@ def email_send(*, to: str, subject: str, html: str, text: str) -> str:
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
-        connection=get_connection(settings.EMAIL_BACKEND),
+        connection=_mail_backend(),
     )
     message.attach_alternative(html, "text/html")
     try:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from orders import selectors, services
 from orders.serializers import OrderInputSerializer, OrderOutputSerializer, ProductSerializer
+from shop.api import ConflictErrorResponseSerializer
 
 
 class ProductListApi(ListModelMixin, GenericAPIView):
@@ -43,8 +44,11 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView):
         request=OrderInputSerializer,
         responses={
             201: OrderOutputSerializer,
-            409: OpenApiResponse(description="Not enough stock for one or more SKUs."),
-            413: OpenApiResponse(description="Request body too large."),
+            409: OpenApiResponse(
+                ConflictErrorResponseSerializer,
+                description="Not enough stock: one error per short SKU, with the requested "
+                "and available quantities.",
+            ),
         },
     )
     def post(self, request, *args, **kwargs):

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import extend_schema
 from drf_standardized_errors import handler as standardized_handler
+from drf_standardized_errors.openapi_serializers import ClientErrorEnum, ServerErrorEnum
 from rest_framework import exceptions, serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ErrorDetail
@@ -57,7 +58,7 @@ class _ClientError(serializers.Serializer):
 
 
 class ConflictErrorResponseSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["client_error"])
+    type = serializers.ChoiceField(choices=ClientErrorEnum.choices)
     errors = _ClientError(many=True)
 
 
@@ -66,7 +67,7 @@ class PayloadTooLargeErrorResponseSerializer(ConflictErrorResponseSerializer):
 
 
 class ServiceUnavailableErrorResponseSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["server_error"])
+    type = serializers.ChoiceField(choices=ServerErrorEnum.choices)
     errors = _ClientError(many=True)
 
 

@@ -102,3 +102,11 @@ def test_healthz_needs_no_allowed_host(api_client, settings):
     settings.SECURE_SSL_REDIRECT = True
     response = api_client.get("/healthz", HTTP_HOST="10.0.0.7:8000")
     assert response.status_code == 200
+
+
+def test_openapi_schema_is_valid_and_warning_free(tmp_path):
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
+    assert "/api/orders/{id}/" in target.read_text()
