@@ -8,6 +8,7 @@ AWS emulator that ``make run`` starts, a development secret key. With DEBUG off,
 variables in ``REQUIRED_IN_PRODUCTION`` must be set or the app refuses to start.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -97,9 +98,14 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Tests that start a worker or a web server as another process need a database that process
 # can open: a file, not SQLite's default in-memory test database.
+# (One file per test run, so that two runs on one checkout do not share it.)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
+    # IMMEDIATE: a transaction takes SQLite's write lock when it begins, so transactions that
+    # read-then-write (stock, the email claim) are serialized as row locks do on PostgreSQL.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
