@@ -9,6 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.mixins import ListModelMixin
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 
 from orders import selectors, services
 from orders.serializers import OrderInputSerializer, OrderOutputSerializer, ProductSerializer
@@ -29,8 +30,20 @@ class ProductListApi(ListModelMixin, GenericAPIView):
         return self.list(request, *args, **kwargs)
 
 
+class OrderPlacementThrottle(UserRateThrottle):
+    """At most ORDER_PLACEMENT_RATE new orders per customer; reading is not limited."""
+
+    scope = "order_placement"
+
+    def allow_request(self, request, view) -> bool:
+        if request.method != "POST":
+            return True
+        return super().allow_request(request, view)
+
+
 class OrderListCreateApi(ListModelMixin, GenericAPIView):
     serializer_class = OrderOutputSerializer
+    throttle_classes = [OrderPlacementThrottle]
 
     def get_queryset(self):
         return selectors.order_list_for_customer(customer_id=self.request.user.customer_id)

@@ -108,6 +108,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Rate-limit counters. Per process by default; with several web processes set a shared cache,
+# e.g. CACHE_URL=redis://host:6379/1 or dbcache://shop_cache (then `manage.py createcachetable`).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -155,6 +159,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {
+        # Order placement per customer; the counters live in the default cache.
+        "order_placement": env.str("ORDER_PLACEMENT_RATE", default="30/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Shop API",
@@ -185,7 +193,7 @@ SPECTACULAR_SETTINGS = {
 DRF_STANDARDIZED_ERRORS = {
     "EXCEPTION_HANDLER_CLASS": "shop.api.ExceptionHandler",
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
-    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "404", "405", "413", "415", "503"],
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "404", "405", "413", "415", "429", "503"],
     "ERROR_SCHEMAS": {
         "409": "shop.api.ConflictErrorResponseSerializer",
         "413": "shop.api.PayloadTooLargeErrorResponseSerializer",

@@ -110,3 +110,23 @@ def test_openapi_schema_is_valid_and_warning_free(tmp_path):
     target = tmp_path / "schema.yaml"
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
     assert "/api/orders/{id}/" in target.read_text()
+
+
+def test_order_placement_is_rate_limited_per_customer(api_client, alice_token, bob_token,
+                                                      monkeypatch):
+    from orders.apis import OrderPlacementThrottle
+    from orders.models import Order
+
+    monkeypatch.setattr(OrderPlacementThrottle, "THROTTLE_RATES", {"order_placement": "3/min"})
+    make_product(sku="MUG", stock=100)
+    for _ in range(3):
+        _place(api_client, alice_token)
+    response = api_client.post("/api/orders/", order_body(("MUG", 1)), format="json",
+                               **auth(alice_token))
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert response.json()["errors"][0]["code"] == "throttled"
+    assert Order.objects.count() == 3
+    # Reading is not limited, and another customer has a budget of their own.
+    assert api_client.get("/api/orders/", **auth(alice_token)).status_code == 200
+    _place(api_client, bob_token)

@@ -197,3 +197,36 @@ def test_body_cannot_override_customer(api_client, alice_token):
     assert response.status_code == 201
     assert Order.objects.get().customer_email == "alice@example.com"
     assert Order.objects.get().customer_id != "someone-else"
+
+
+def test_cached_keys_survive_a_jwks_outage(api_client, alice_token, attacker_key):
+    """The JWKS endpoint goes away after the first fetch: tokens keep working."""
+    import http.server
+    import threading
+
+    jwks = urllib.request.urlopen(settings.COGNITO_JWKS_URL, timeout=5).read()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+    with override_settings(COGNITO_JWKS_URL=url):
+        assert api_client.get("/api/orders/", **auth(alice_token)).status_code == 200
+        server.shutdown()
+        server.server_close()
+        for _ in range(3):
+            assert api_client.get("/api/orders/", **auth(alice_token)).status_code == 200
+        # An unknown kid during the outage is a bad token (401), not an outage (503).
+        junk = sign(id_claims(), attacker_key, kid="rotated-key")
+        assert api_client.get("/api/orders/", **auth(junk)).status_code == 401
+        assert cognito.key_set().fetch_count == 1
