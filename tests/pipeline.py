@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -90,6 +92,11 @@ class Worker:
             self.process.wait(10)
         time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
 
+    def terminate(self) -> None:
+        """SIGTERM the main process only: Celery's warm shutdown."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -164,3 +171,31 @@ def sent_emails(to: str | None = None) -> list[dict]:
     messages = [*ses.get("RawMessage", []), *ses.get("Message", [])]
     # The store's RawMessage destinations may list a recipient twice: count messages.
     return [m for m in messages if to is None or to in json.dumps(m.get("destinations", m))]
+
+
+@contextlib.contextmanager
+def row_locked(order_id: int):
+    """Hold the order's email record locked from another connection, as a slow peer would.
+
+    PostgreSQL: SELECT ... FOR UPDATE on the row. SQLite: the database's write lock (which
+    the worker's IMMEDIATE transaction must wait for).
+    """
+    url = database_url()
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            conn.execute(
+                "SELECT 1 FROM notifications_confirmationemail WHERE order_id = %s FOR UPDATE",
+                [order_id],
+            )
+            yield

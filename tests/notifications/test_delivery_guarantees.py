@@ -1,0 +1,98 @@
+"""At-least-once delivery, duplicates and shutdowns: every order gets exactly one email."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings
+
+from notifications import queue
+from notifications.models import ConfirmationEmail
+from orders import services
+from orders.models import Order
+from tests.conftest import make_product
+from tests.notifications.test_pipeline import queues, workers  # noqa: F401  (fixtures)
+from tests.pipeline import queue_counts, row_locked, sent_emails, wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+ADDRESS = services.ShippingAddress(
+    name="Dup Test", line1="1 Main St", city="Town", postal_code="1", country="US"
+)
+
+
+def _order(email: str) -> Order:
+    if not Order.objects.exists():
+        make_product(sku="MUG", stock=1000)
+    return services.order_place(
+        customer_id=email,
+        customer_email=email,
+        shipping_address=ADDRESS,
+        lines=[services.LineRequest(sku="MUG", quantity=1)],
+    )
+
+
+def _subjects_by_order(prefix: str) -> dict[int, int]:
+    """How many emails SES accepted per order number, for recipients starting with prefix."""
+    counts: dict[int, int] = {}
+    for message in sent_emails():
+        raw = message.get("raw_data", "")
+        if f"To: {prefix}" not in raw:
+            continue
+        number = int(re.search(r"Subject: .*#(\d+)", raw).group(1))
+        counts[number] = counts.get(number, 0) + 1
+    return counts
+
+
+def _all_sent(orders) -> bool:
+    ids = [o.pk for o in orders]
+    return ConfirmationEmail.objects.filter(order_id__in=ids, status="sent").count() == len(ids)
+
+
+def test_the_same_task_delivered_twice_sends_once(workers):  # noqa: F811
+    worker = workers(SES_SANDBOX="false")
+    order = _order("twice@example.com")  # published once on commit...
+    queue.confirmation_enqueue(order_id=order.pk)  # ...and once more, as SQS may redeliver
+
+    wait_for(lambda: worker.text().count(f"confirmation order={order.pk} ") >= 2,
+             timeout=30, what="both deliveries handled")
+    assert _subjects_by_order("twice@") == {order.pk: 1}
+    assert f"confirmation order={order.pk} attempt=1 outcome=skipped" in worker.text()
+    assert ConfirmationEmail.objects.get(order=order).attempts == 1
+    wait_for(lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=15,
+             what="queue empty")
+
+
+def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(workers):  # noqa: F811
+    first = workers("first", SES_SANDBOX="false")
+    second = workers("second", SES_SANDBOX="false")
+    orders = [_order(f"race{n}@example.com") for n in range(8)]
+    for _ in range(2):  # every order is on the queue three times in all
+        for order in orders:
+            queue.confirmation_enqueue(order_id=order.pk)
+
+    wait_for(lambda: _all_sent(orders), timeout=90, what="every order sent")
+    wait_for(lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=60,
+             what="all duplicates consumed")
+    assert _subjects_by_order("race") == {order.pk: 1 for order in orders}
+    handled = first.text().count("outcome=") + second.text().count("outcome=")
+    assert handled == 3 * len(orders)
+    assert "outcome=sent" in first.text() or "outcome=sent" in second.text()
+
+
+def test_sigterm_lets_the_running_task_finish(workers):  # noqa: F811
+    worker = workers(SES_SANDBOX="false")
+    make_product(sku="MUG", stock=10)
+    order = services.order_place(
+        customer_id="term", customer_email="term@example.com", shipping_address=ADDRESS,
+        lines=[services.LineRequest(sku="MUG", quantity=1)],
+    )
+    with row_locked(order.pk):
+        wait_for(lambda: "send_order_confirmation" in worker.text() and "received" in
+                 worker.text(), timeout=30, what="task received")
+        worker.terminate()  # warm shutdown while the task waits for the record's lock
+    assert worker.process.wait(60) == 0
+    assert ConfirmationEmail.objects.get(order=order).status == "sent"
+    assert _subjects_by_order("term@") == {order.pk: 1}
+    assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0
