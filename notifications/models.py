@@ -23,6 +23,8 @@ class ConfirmationEmail(models.Model):
     last_error = models.TextField(blank=True, default="")
     ses_message_id = models.CharField(max_length=200, blank=True, default="")
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When the task was last put on the queue (null: never, e.g. SQS was down at commit time).
+    queued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -20,5 +20,8 @@ def confirmation_enqueue(*, order_id: int) -> None:
         settings.CONFIRMATION_TASK_NAME,
         kwargs={"order_id": order_id},
         queue=settings.ORDER_QUEUE_NAME,
+        # The queue is predefined: declaring it would only cost a GetQueueAttributes call
+        # (and an IAM permission for the web role) per connection.
+        declare=[],
     )
     logger.info("queued confirmation email for order %s", order_id)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from notifications import queue, rendering, ses
@@ -38,10 +40,57 @@ def confirmation_request(*, order: Order) -> ConfirmationEmail:
     message exists.
     """
     notification = ConfirmationEmail.objects.create(order=order, status=EmailStatus.PENDING)
-    # robust: a failed publish is logged and must not turn the committed order into a 500;
-    # the record stays `pending`.
-    transaction.on_commit(lambda: queue.confirmation_enqueue(order_id=order.pk), robust=True)
+    transaction.on_commit(lambda: confirmation_publish(order_id=order.pk))
     return notification
+
+
+def confirmation_publish(*, order_id: int) -> bool:
+    """Put the order's confirmation task on the queue; never raises.
+
+    A failed publish (SQS unreachable, throttled, credentials expired) must not turn a
+    committed order into an error: it is logged, the record stays ``pending`` with no
+    ``queued_at``, and ``confirmation_sweep`` publishes it later.
+    """
+    try:
+        queue.confirmation_enqueue(order_id=order_id)
+    except Exception:
+        logger.exception("could not queue the confirmation of order %s; the sweep will", order_id)
+        return False
+    ConfirmationEmail.objects.filter(order_id=order_id).update(queued_at=timezone.now())
+    return True
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    found: int
+    published: int
+    failed: int
+
+
+def confirmation_sweep(
+    *, older_than: timedelta, limit: int = 1000, progress: Callable[[int, bool], None] | None = None
+) -> SweepResult:
+    """Re-publish confirmations still ``pending`` after ``older_than``.
+
+    Picks records never queued (the publish after commit failed) or last queued before the
+    cut-off (their message was lost), oldest first. A record that was in fact still on its
+    way is then on the queue twice; the send is idempotent (``confirmation_send`` skips a
+    record already ``sent``), so the customer still gets one email.
+    """
+    cutoff = timezone.now() - older_than
+    order_ids = list(
+        ConfirmationEmail.objects.filter(status=EmailStatus.PENDING, created_at__lt=cutoff)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=cutoff))
+        .order_by("created_at")
+        .values_list("order_id", flat=True)[:limit]
+    )
+    published = 0
+    for order_id in order_ids:
+        ok = confirmation_publish(order_id=order_id)
+        published += ok
+        if progress:
+            progress(order_id, ok)
+    return SweepResult(found=len(order_ids), published=published, failed=len(order_ids) - published)
 
 
 def confirmation_send(*, order_id: int) -> SendOutcome:

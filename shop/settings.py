@@ -100,7 +100,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # can open: a file, not SQLite's default in-memory test database.
 # (One file per test run, so that two runs on one checkout do not share it.)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")
+    }
     # IMMEDIATE: a transaction takes SQLite's write lock when it begins, so transactions that
     # read-then-write (stock, the email claim) are serialized as row locks do on PostgreSQL.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -277,9 +279,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
             "backoff_tasks": [CONFIRMATION_TASK_NAME],
         }
     },
-    # Bounded publish: a broken broker must not hold a web request for minutes.
-    "client-config": {"connect_timeout": 2, "read_timeout": 25, "retries": {"max_attempts": 2}},
+    # Bounded calls: a broken SQS must not hold a web request (the publish after an order
+    # commits) for more than a second or two. Long polls go through kombu's own async client.
+    "client-config": {
+        "connect_timeout": 1,
+        "read_timeout": 2,
+        "retries": {"mode": "standard", "total_max_attempts": 1},
+    },
 }
+# No publish retries: a failed publish leaves the record `pending` for the sweep
+# (`manage.py confirmation_sweep`), which is the retry, instead of holding the request.
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = ORDER_QUEUE_NAME
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_ACKS_LATE = True

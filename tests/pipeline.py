@@ -7,10 +7,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -192,10 +194,78 @@ def row_locked(order_id: int):
         return
     import psycopg
 
-    with psycopg.connect(url) as conn:
-        with conn.transaction():
-            conn.execute(
-                "SELECT 1 FROM notifications_confirmationemail WHERE order_id = %s FOR UPDATE",
-                [order_id],
-            )
-            yield
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute(
+            "SELECT 1 FROM notifications_confirmationemail WHERE order_id = %s FOR UPDATE",
+            [order_id],
+        )
+        yield
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebServer:
+    """``gunicorn shop.wsgi`` on a loopback port, as its own process group."""
+
+    def __init__(self, log: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.env = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WebServer:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "shop.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--timeout",
+                "60",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=60, what=f"web server up ({self.log})")
+        return self
+
+    def request(self, method: str, path: str, body: dict | None = None, token: str = ""):
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)

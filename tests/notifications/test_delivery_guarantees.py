@@ -55,13 +55,17 @@ def test_the_same_task_delivered_twice_sends_once(workers):  # noqa: F811
     order = _order("twice@example.com")  # published once on commit...
     queue.confirmation_enqueue(order_id=order.pk)  # ...and once more, as SQS may redeliver
 
-    wait_for(lambda: worker.text().count(f"confirmation order={order.pk} ") >= 2,
-             timeout=30, what="both deliveries handled")
+    wait_for(
+        lambda: worker.text().count(f"confirmation order={order.pk} ") >= 2,
+        timeout=30,
+        what="both deliveries handled",
+    )
     assert _subjects_by_order("twice@") == {order.pk: 1}
     assert f"confirmation order={order.pk} attempt=1 outcome=skipped" in worker.text()
     assert ConfirmationEmail.objects.get(order=order).attempts == 1
-    wait_for(lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=15,
-             what="queue empty")
+    wait_for(
+        lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=15, what="queue empty"
+    )
 
 
 def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(workers):  # noqa: F811
@@ -73,8 +77,11 @@ def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(work
             queue.confirmation_enqueue(order_id=order.pk)
 
     wait_for(lambda: _all_sent(orders), timeout=90, what="every order sent")
-    wait_for(lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=60,
-             what="all duplicates consumed")
+    wait_for(
+        lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0),
+        timeout=60,
+        what="all duplicates consumed",
+    )
     assert _subjects_by_order("race") == {order.pk: 1 for order in orders}
     handled = first.text().count("outcome=") + second.text().count("outcome=")
     assert handled == 3 * len(orders)
@@ -85,12 +92,17 @@ def test_sigterm_lets_the_running_task_finish(workers):  # noqa: F811
     worker = workers(SES_SANDBOX="false")
     make_product(sku="MUG", stock=10)
     order = services.order_place(
-        customer_id="term", customer_email="term@example.com", shipping_address=ADDRESS,
+        customer_id="term",
+        customer_email="term@example.com",
+        shipping_address=ADDRESS,
         lines=[services.LineRequest(sku="MUG", quantity=1)],
     )
     with row_locked(order.pk):
-        wait_for(lambda: "send_order_confirmation" in worker.text() and "received" in
-                 worker.text(), timeout=30, what="task received")
+        wait_for(
+            lambda: "send_order_confirmation" in worker.text() and "received" in worker.text(),
+            timeout=30,
+            what="task received",
+        )
         worker.terminate()  # warm shutdown while the task waits for the record's lock
     assert worker.process.wait(60) == 0
     assert ConfirmationEmail.objects.get(order=order).status == "sent"

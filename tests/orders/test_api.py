@@ -112,8 +112,9 @@ def test_openapi_schema_is_valid_and_warning_free(tmp_path):
     assert "/api/orders/{id}/" in target.read_text()
 
 
-def test_order_placement_is_rate_limited_per_customer(api_client, alice_token, bob_token,
-                                                      monkeypatch):
+def test_order_placement_is_rate_limited_per_customer(
+    api_client, alice_token, bob_token, monkeypatch
+):
     from orders.apis import OrderPlacementThrottle
     from orders.models import Order
 
@@ -121,8 +122,9 @@ def test_order_placement_is_rate_limited_per_customer(api_client, alice_token, b
     make_product(sku="MUG", stock=100)
     for _ in range(3):
         _place(api_client, alice_token)
-    response = api_client.post("/api/orders/", order_body(("MUG", 1)), format="json",
-                               **auth(alice_token))
+    response = api_client.post(
+        "/api/orders/", order_body(("MUG", 1)), format="json", **auth(alice_token)
+    )
     assert response.status_code == 429
     assert 0 < int(response["Retry-After"]) <= 60
     assert response.json()["errors"][0]["code"] == "throttled"
