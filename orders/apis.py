@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.mixins import ListModelMixin
 from rest_framework.permissions import AllowAny
@@ -13,7 +17,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from orders import selectors, services
 from orders.serializers import OrderInputSerializer, OrderOutputSerializer, ProductSerializer
-from shop.api import ConflictErrorResponseSerializer
+from shop.api import ConflictErrorResponseSerializer, UnprocessableErrorResponseSerializer
 
 
 class ProductListApi(ListModelMixin, GenericAPIView):
@@ -54,7 +58,23 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView):
 
     @extend_schema(
         summary="Place an order.",
+        description=(
+            "Send an `Idempotency-Key` header (up to 255 printable ASCII characters, e.g. a "
+            "UUID) to make retries safe: the same key with the same body, from the same "
+            "customer and within 24 hours, returns the first answer (same status and body, "
+            "header `Idempotent-Replayed: true`) without placing a second order; the same key "
+            "with another body is a 422."
+        ),
         request=OrderInputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Makes a retried request safe; see above.",
+            )
+        ],
         responses={
             201: OrderOutputSerializer,
             409: OpenApiResponse(
@@ -62,22 +82,54 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView):
                 description="Not enough stock: one error per short SKU, with the requested "
                 "and available quantities.",
             ),
+            422: OpenApiResponse(
+                UnprocessableErrorResponseSerializer,
+                description="The Idempotency-Key was used before with a different body.",
+            ),
         },
     )
     def post(self, request, *args, **kwargs):
+        key = _idempotency_key(request)
         serializer = OrderInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        order = services.order_place(
-            customer_id=request.user.customer_id,
-            customer_email=request.user.email,
-            shipping_address=services.ShippingAddress(**data["shipping_address"]),
-            lines=[services.LineRequest(**item) for item in data["items"]],
-        )
+        order_args = {
+            "customer_id": request.user.customer_id,
+            "customer_email": request.user.email,
+            "shipping_address": services.ShippingAddress(**data["shipping_address"]),
+            "lines": [services.LineRequest(**item) for item in data["items"]],
+        }
+        headers = {}
+        if key is None:
+            body = self._represent(services.order_place(**order_args))
+        else:
+            result = services.order_place_idempotently(
+                idempotency_key=key,
+                fingerprint=_fingerprint(request.data),
+                represent=self._represent,
+                **order_args,
+            )
+            body = result.body
+            if result.replayed:
+                headers["Idempotent-Replayed"] = "true"
+        headers["Location"] = request.build_absolute_uri(f"{request.path}{body['id']}/")
+        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
+
+    def _represent(self, order) -> dict:
         order = get_object_or_404(self.get_queryset(), pk=order.pk)
-        body = OrderOutputSerializer(order).data
-        location = request.build_absolute_uri(f"{request.path}{order.pk}/")
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return OrderOutputSerializer(order).data
+
+
+def _idempotency_key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]})
+    return key
+
+
+def _fingerprint(data) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class OrderDetailApi(GenericAPIView):

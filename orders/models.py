@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -81,3 +82,28 @@ class OrderLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} x {self.sku}"
+
+
+class IdempotencyKey(models.Model):
+    """A customer's ``Idempotency-Key`` for order placement and the answer it got.
+
+    Scoped per customer and kept until ``expires_at``; a retry with the same key and body is
+    answered from here instead of placing a second order.
+    """
+
+    customer_id = models.CharField(max_length=128)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the request body (canonical JSON): the same key with another body is refused.
+    fingerprint = models.CharField(max_length=64)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, null=True, related_name="+")
+    response_body = models.JSONField(null=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "key"], name="idempotency_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}:{self.key}"

@@ -19,7 +19,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ErrorDetail
 
-from shop.api_errors import Conflict, PayloadTooLarge
+from shop.api_errors import Conflict, PayloadTooLarge, Unprocessable
 from shop.exceptions import ApplicationError
 
 
@@ -47,6 +47,8 @@ def _to_api_exception(exc: ApplicationError) -> exceptions.APIException:
         detail = [ErrorDetail(exc.message, code=exc.code)]
     if exc.kind == "conflict":
         return Conflict(detail=detail)
+    if exc.kind == "unprocessable":
+        return Unprocessable(detail=detail)
     return exceptions.ValidationError(detail=detail)
 
 
@@ -63,6 +65,10 @@ class ConflictErrorResponseSerializer(serializers.Serializer):
 
 
 class PayloadTooLargeErrorResponseSerializer(ConflictErrorResponseSerializer):
+    pass
+
+
+class UnprocessableErrorResponseSerializer(ConflictErrorResponseSerializer):
     pass
 
 

@@ -22,3 +22,9 @@ class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "A service this request needs is unavailable; try again shortly."
     default_code = "service_unavailable"
+
+
+class Unprocessable(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request cannot be processed as sent."
+    default_code = "unprocessable"

@@ -24,3 +24,10 @@ class ApplicationError(Exception):
 class ConflictError(ApplicationError):
     kind = "conflict"
     code = "conflict"
+
+
+class UnprocessableError(ApplicationError):
+    """Well-formed, but cannot be processed as sent (e.g. an idempotency key reused)."""
+
+    kind = "unprocessable"
+    code = "unprocessable"

@@ -9,6 +9,7 @@ variables in ``REQUIRED_IN_PRODUCTION`` must be set or the app refuses to start.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -199,6 +200,7 @@ DRF_STANDARDIZED_ERRORS = {
     "ERROR_SCHEMAS": {
         "409": "shop.api.ConflictErrorResponseSerializer",
         "413": "shop.api.PayloadTooLargeErrorResponseSerializer",
+        "422": "shop.api.UnprocessableErrorResponseSerializer",
         "503": "shop.api.ServiceUnavailableErrorResponseSerializer",
     },
 }
@@ -244,6 +246,8 @@ if SES_SANDBOX not in {"auto", "true", "false"}:
     raise ImproperlyConfigured("SES_SANDBOX must be auto, true or false")
 
 SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="USD").upper()
+# How long an Idempotency-Key of order placement is remembered.
+IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 
 LOGGING = {
     "version": 1,
