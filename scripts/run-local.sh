@@ -63,6 +63,10 @@ echo "starting the Celery worker (log var/worker.log)"
 .venv/bin/celery -A shop worker --loglevel INFO --concurrency 2 >var/worker.log 2>&1 &
 pids+=($!)
 
+echo "starting the confirmation sweep, every 60 s (log var/sweep.log)"
+( while sleep 60; do "$PY" manage.py confirmation_sweep --older-than 60; done ) >var/sweep.log 2>&1 &
+pids+=($!)
+
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$WEB_PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.2
@@ -91,7 +95,7 @@ The same with EMAIL=bob@example.com: his address is not verified in the SES sand
 email is refused, retried ($CONFIRMATION_RETRY_DELAYS s apart) and, after 3 tries, the message
 is in the dead-letter queue: see the worker log (var/worker.log) and the order in the admin.
 
-Logs: var/web.log, var/worker.log, var/moto.log.  Ctrl-C stops everything.
+Logs: var/web.log, var/worker.log, var/sweep.log, var/moto.log.  Ctrl-C stops everything.
 MSG
 
 # Stop everything when any one of them exits.
