@@ -7,6 +7,7 @@ import json
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -45,6 +46,14 @@ class OrderPlacementThrottle(UserRateThrottle):
         return super().allow_request(request, view)
 
 
+@extend_validation_errors(["required", "null"], field_name="shipping_address", methods=["post"])
+@extend_validation_errors(["required", "null", "invalid"], field_name="items", methods=["post"])
+@extend_validation_errors(["null"], field_name="items.INDEX", methods=["post"])
+@extend_validation_errors(
+    ["min_length", "max_length"], field_name="items.non_field_errors", methods=["post"]
+)
+@extend_validation_errors(["unknown_sku"], field_name="items.INDEX.sku", methods=["post"])
+@extend_validation_errors(["invalid"], field_name="Idempotency-Key", methods=["post"])
 class OrderListCreateApi(ListModelMixin, GenericAPIView):
     serializer_class = OrderOutputSerializer
     throttle_classes = [OrderPlacementThrottle]

@@ -8,6 +8,7 @@ Every error under /api/ has one JSON shape, drf-standardized-errors'::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -84,3 +85,19 @@ class ServiceUnavailableErrorResponseSerializer(serializers.Serializer):
 def api_not_found(request, *args, **kwargs):
     """Unknown paths under /api/ answer in the API's error shape, not Django's HTML 404."""
     raise exceptions.NotFound("No API endpoint at this path.")
+
+
+def schema_index_attrs(result: dict, generator, request, public) -> dict:
+    """drf-spectacular hook: list-item error paths as patterns, not the literal "INDEX".
+
+    drf-standardized-errors documents an error on a list item as ``items.INDEX.quantity``;
+    the API answers ``items.0.quantity``. Turn such enums into the pattern they stand for.
+    """
+    for component in result.get("components", {}).get("schemas", {}).values():
+        attr = component.get("properties", {}).get("attr", {})
+        values = attr.get("enum") or []
+        if any(isinstance(v, str) and "INDEX" in v for v in values):
+            attr.pop("enum")
+            alternatives = "|".join(re.escape(v).replace("INDEX", r"\d+") for v in values)
+            attr["pattern"] = f"^({alternatives})$"
+    return result
