@@ -271,6 +271,10 @@ CONFIRMATION_RETRY_DELAYS = [
     int(delay) for delay in env.list("CONFIRMATION_RETRY_DELAYS", default=["30", "120", "600"])
 ]
 CELERY_BROKER_URL = "sqs://"
+# kombu's SQS transport and Celery's consumer, hardened so that poison messages are rejected
+# into the dead-letter queue: never deleted, never fatal to the worker (see the module).
+CELERY_BROKER_TRANSPORT = "shop.celery_sqs:PoisonTolerantTransport"
+CELERY_WORKER_CONSUMER = "shop.celery_sqs:PoisonTolerantConsumer"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     # kombu picks http/https from this option, not from the URL.

@@ -8,6 +8,7 @@ it. Nothing of a developer's own emulator (``make run``) is touched.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -88,6 +89,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
     os.environ.update(TEST_ENV)
     EMULATOR.start()
+    # Stopped at exit too: pytest skips pytest_unconfigure when it fails while starting up.
+    atexit.register(EMULATOR.stop)
     os.environ["AWS_ENDPOINT_URL"] = EMULATOR.url
     result = provisioning.provision(
         provisioning.Plan(

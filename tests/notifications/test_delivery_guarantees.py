@@ -12,7 +12,6 @@ from notifications.models import ConfirmationEmail
 from orders import services
 from orders.models import Order
 from tests.conftest import make_product
-from tests.notifications.test_pipeline import queues, workers  # noqa: F401  (fixtures)
 from tests.pipeline import queue_counts, row_locked, sent_emails, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -50,7 +49,7 @@ def _all_sent(orders) -> bool:
     return ConfirmationEmail.objects.filter(order_id__in=ids, status="sent").count() == len(ids)
 
 
-def test_the_same_task_delivered_twice_sends_once(workers):  # noqa: F811
+def test_the_same_task_delivered_twice_sends_once(workers):
     worker = workers(SES_SANDBOX="false")
     order = _order("twice@example.com")  # published once on commit...
     queue.confirmation_enqueue(order_id=order.pk)  # ...and once more, as SQS may redeliver
@@ -68,7 +67,7 @@ def test_the_same_task_delivered_twice_sends_once(workers):  # noqa: F811
     )
 
 
-def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(workers):  # noqa: F811
+def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(workers):
     first = workers("first", SES_SANDBOX="false")
     second = workers("second", SES_SANDBOX="false")
     orders = [_order(f"race{n}@example.com") for n in range(8)]
@@ -88,7 +87,7 @@ def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(work
     assert "outcome=sent" in first.text() or "outcome=sent" in second.text()
 
 
-def test_sigterm_lets_the_running_task_finish(workers):  # noqa: F811
+def test_sigterm_lets_the_running_task_finish(workers):
     worker = workers(SES_SANDBOX="false")
     make_product(sku="MUG", stock=10)
     order = services.order_place(

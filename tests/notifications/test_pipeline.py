@@ -16,35 +16,12 @@ from notifications.models import ConfirmationEmail
 from orders import services
 from orders.models import Order
 from tests.conftest import auth, make_product, order_body
-from tests.pipeline import Worker, dlq_messages, drain, queue_counts, sent_emails, wait_for
+from tests.pipeline import dlq_messages, queue_counts, sent_emails, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 DLQ_URL = os.environ["TEST_DLQ_URL"]
 NOT_VERIFIED = "recipient not verified in the SES sandbox"
-
-
-@pytest.fixture
-def queues():
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
-    yield
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
-
-
-@pytest.fixture
-def workers(tmp_path, queues):
-    started: list[Worker] = []
-
-    def start(name: str = "worker", **env: str) -> Worker:
-        worker = Worker(tmp_path / f"{name}.log", env={"AWS_SES_AUTO_THROTTLE": "0", **env})
-        started.append(worker.start())
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def _place(api_client, token, **address) -> Order:

@@ -1,96 +1,223 @@
-"""EXPLORATION (temporary)."""
+"""Poison messages never block or crash the worker, and never vanish.
+
+Each test puts raw messages on the order queue with ``send_message``, as anything with
+access to the queue could, then places a valid order through the API. The order must be
+confirmed while the poison is being rejected, and each poison message must end in the
+dead-letter queue after maxReceiveCount (3) receives, unchanged, with an ERROR line per
+receive. A message for an order that does not exist is the exception: it is deleted, loudly.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
-import time
 import uuid
 
 import pytest
 from django.conf import settings
 
-from shop.celery import app
-from tests.notifications.test_pipeline import queues, workers  # noqa: F401
-from tests.pipeline import drain, queue_counts, sqs
+from notifications.models import ConfirmationEmail
+from tests.conftest import auth, make_product, order_body
+from tests.pipeline import Worker, queue_counts, sqs, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
 DLQ_URL = os.environ["TEST_DLQ_URL"]
+MAX_RECEIVE_COUNT = 3
+# Poison messages without the confirmation task's name wait out the queue's visibility
+# timeout (10 s in tests) between receives; SQS moves them on the 4th receive.
+DLQ_TIMEOUT = 50
 
 
-def b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
-def test_capture(queues):
-    app.send_task("no.such.task", kwargs={"order_id": 1}, queue="orders")
-    m = sqs().receive_message(QueueUrl=settings.ORDER_QUEUE_URL, WaitTimeSeconds=1)["Messages"][0]
-    print("RAW", m["Body"])
-    env = json.loads(base64.b64decode(m["Body"]))
-    print("ENV", json.dumps(env, indent=1))
-    print("BODY", base64.b64decode(env["body"]))
-    drain(settings.ORDER_QUEUE_URL)
+def _kombu_message(
+    body: str,
+    *,
+    headers: dict,
+    content_type: str = "application/json",
+    routing_key: str = settings.ORDER_QUEUE_NAME,
+) -> str:
+    """A message as Celery publishes it through kombu's SQS transport (base64 envelope)."""
+    return _b64(
+        json.dumps(
+            {
+                "body": _b64(body),
+                "content-encoding": "utf-8",
+                "content-type": content_type,
+                "headers": headers,
+                "properties": {
+                    "correlation_id": headers.get("id"),
+                    "delivery_mode": 2,
+                    "delivery_info": {"exchange": "", "routing_key": routing_key},
+                    "priority": 0,
+                    "body_encoding": "base64",
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
+        )
+    )
 
 
-def envelope(body: str, *, headers: dict, content_type="application/json") -> str:
-    return b64(json.dumps({
-        "body": b64(body),
-        "content-encoding": "utf-8",
-        "content-type": content_type,
-        "headers": headers,
-        "properties": {
-            "body_encoding": "base64",
-            "delivery_info": {"exchange": "", "routing_key": "orders"},
-            "delivery_mode": 2,
-            "delivery_tag": str(uuid.uuid4()),
-            "priority": 0,
-        },
-    }))
+def _task_headers(task: str) -> dict:
+    task_id = str(uuid.uuid4())
+    return {
+        "lang": "py",
+        "task": task,
+        "id": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "group": None,
+        "eta": None,
+        "expires": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "argsrepr": "()",
+        "kwargsrepr": "{}",
+        "origin": "test_poison",
+        "ignore_result": True,
+    }
 
 
-def task_headers(name, id_=None):
-    id_ = id_ or str(uuid.uuid4())
-    return {"lang": "py", "task": name, "id": id_, "root_id": id_, "parent_id": None,
-            "group": None, "retries": 0, "eta": None, "expires": None,
-            "timelimit": [None, None], "argsrepr": "()", "kwargsrepr": "{}", "origin": "test",
-            "ignore_result": True}
+def _task_message(task: str, **kwargs) -> str:
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    return _kombu_message(json.dumps([[], kwargs, embed]), headers=_task_headers(task))
 
 
-CASES = {
-    "a_hello": "hello",
-    "b_b64_nonjson": b64("this is not json"),
-    "c1_json": '{"foo": 1}',
-    "c2_b64json": b64('{"foo": 1}'),
-    "c3_list": "[1, 2, 3]",
-    "d_unknown": envelope(json.dumps([[], {"order_id": 1}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]), headers=task_headers("notifications.no_such_task")),
-    "e_missing": envelope(json.dumps([[], {"order_id": 999999}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]), headers=task_headers(settings.CONFIRMATION_TASK_NAME)),
-    "f_env_garbage_noheader": envelope("garbage{", headers={}),
-    "g_known_task_garbage": envelope("garbage{", headers=task_headers(settings.CONFIRMATION_TASK_NAME)),
-    "h_known_task_badshape": envelope(json.dumps({"x": 1}), headers=task_headers(settings.CONFIRMATION_TASK_NAME)),
-    "i_pickle": envelope("garbage", headers={}, content_type="application/x-python-serialize"),
-    "j_known_task_pickle": envelope("garbage", headers=task_headers(settings.CONFIRMATION_TASK_NAME), content_type="application/x-python-serialize"),
-    "k_known_task_wrongargs": envelope(json.dumps([[], {"nope": 1}, {}]), headers=task_headers(settings.CONFIRMATION_TASK_NAME)),
+def _send(body: str) -> str:
+    return sqs().send_message(QueueUrl=settings.ORDER_QUEUE_URL, MessageBody=body)["MessageId"]
+
+
+def _dlq_bodies() -> list[str]:
+    """Peek at the DLQ (the messages become visible again at once)."""
+    response = sqs().receive_message(
+        QueueUrl=DLQ_URL, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0
+    )
+    return [message["Body"] for message in response.get("Messages", [])]
+
+
+def _confirm_an_order(api_client, token: str) -> None:
+    """A valid order placed after the poison message is still confirmed."""
+    make_product(sku="MUG", price="12.50", stock=10)
+    response = api_client.post("/api/orders/", order_body(("MUG", 1)), format="json", **auth(token))
+    assert response.status_code == 201, response.content
+    order_id = response.json()["id"]
+    wait_for(
+        lambda: ConfirmationEmail.objects.get(order_id=order_id).status == "sent",
+        timeout=30,
+        what="the valid order's email sent",
+    )
+
+
+def _assert_alive(worker: Worker) -> None:
+    assert worker.process.poll() is None, worker.text()[-3000:]
+    assert "Unrecoverable error" not in worker.text()
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
+POISON = {
+    # (a) neither base64 nor JSON
+    "not json": lambda: f"hello {_token()}",
+    # (b) base64 (kombu decodes it) of something that is not JSON
+    "base64, not json": lambda: _b64(f"this is not json {_token()}"),
+    # (c) JSON, but no Celery message; raw and base64-encoded
+    "json, not celery": lambda: json.dumps({"foo": _token()}),
+    "base64 json, not celery": lambda: _b64(json.dumps({"foo": _token()})),
+    # (d) a well-formed Celery message for a task no worker has
+    "unknown task": lambda: _task_message("notifications.no_such_task", order_id=1),
+    # a Celery message whose body does not decode: stock Celery acknowledged (deleted) it
+    "undecodable task body": lambda: _kombu_message(
+        f"{{not json {_token()}", headers=_task_headers(settings.CONFIRMATION_TASK_NAME)
+    ),
+    # a Celery message whose body is JSON of the wrong shape: stock Celery's worker stopped
+    "malformed task body": lambda: _kombu_message(
+        json.dumps({"order_id": _token()}), headers=_task_headers(settings.CONFIRMATION_TASK_NAME)
+    ),
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_explore(case, workers, tmp_path):
+@pytest.mark.parametrize("make_poison", POISON.values(), ids=POISON.keys())
+def test_poison_message_ends_in_the_dlq(api_client, alice_token, workers, make_poison):
     worker = workers()
-    body = CASES[case]
-    sqs().send_message(QueueUrl=settings.ORDER_QUEUE_URL, MessageBody=body)
-    t0 = time.monotonic()
-    seen = []
-    while time.monotonic() - t0 < 40:
-        q = queue_counts(settings.ORDER_QUEUE_URL)
-        d = queue_counts(DLQ_URL)
-        seen.append((round(time.monotonic() - t0, 1), q, d))
-        if d[0] + d[1] > 0:
-            break
-        time.sleep(1)
-    worker_text = worker.text()
-    with open(f"/tmp/poison/{case}.txt", "w") as f:
-        f.write(f"BODY {body}\n")
-        for s in seen:
-            f.write(f"{s}\n")
-        f.write(worker_text)
+    poison = make_poison()
+    message_id = _send(poison)
+
+    _confirm_an_order(api_client, alice_token)
+
+    wait_for(lambda: poison in _dlq_bodies(), timeout=DLQ_TIMEOUT, what="poison in the DLQ")
+    assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
+    log = worker.text()
+    for attempt in range(1, MAX_RECEIVE_COUNT + 1):
+        assert (
+            f"ERROR notifications.consumer poison message id={message_id} attempt={attempt} " in log
+        )
+    assert f"attempt={MAX_RECEIVE_COUNT + 1} " not in log
+    _assert_alive(worker)
+
+
+def test_broken_kombu_messages_end_in_the_dlq(api_client, alice_token, workers):
+    """Stock Celery deleted the first of these, and each of the others stopped the worker."""
+    worker = workers()
+    poisons = {
+        "undecodable body, no task": _kombu_message(f"{{not json {_token()}", headers={}),
+        "properties not a dict": json.dumps({"properties": 1, "id": _token()}),
+        "delivery_info not a dict": json.dumps(
+            {"properties": {"delivery_info": 5}, "id": _token()}
+        ),
+        "body not base64": json.dumps(
+            {"body": f"!{_token()}", "properties": {"body_encoding": "base64"}}
+        ),
+        "headers not a dict": json.dumps({"body": "e30=", "headers": _token(), "properties": {}}),
+        "routed to a queue that is not predefined": _kombu_message(
+            json.dumps([[], {"order_id": 10**9}, {}]),
+            headers=_task_headers(settings.CONFIRMATION_TASK_NAME),
+            routing_key="elsewhere",
+        ),
+        "task but no body": json.dumps(
+            {"headers": _task_headers(settings.CONFIRMATION_TASK_NAME), "properties": {}}
+        ),
+    }
+    message_ids = {name: _send(poison) for name, poison in poisons.items()}
+
+    _confirm_an_order(api_client, alice_token)
+
+    wait_for(
+        lambda: set(poisons.values()) <= set(_dlq_bodies()),
+        timeout=DLQ_TIMEOUT,
+        what="every poison message in the DLQ",
+    )
+    assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
+    for name, message_id in message_ids.items():
+        line = f"poison message id={message_id} attempt={MAX_RECEIVE_COUNT} "
+        assert line in worker.text(), name
+    _assert_alive(worker)
+
+
+def test_confirmation_for_a_missing_order_is_deleted_with_an_error(
+    api_client, alice_token, workers
+):
+    worker = workers()
+    missing_order_id = 10**9
+    poison = _task_message(settings.CONFIRMATION_TASK_NAME, order_id=missing_order_id)
+    _send(poison)
+
+    _confirm_an_order(api_client, alice_token)
+
+    dropped = (
+        f"ERROR notifications.tasks confirmation order={missing_order_id} attempt=1 "
+        "outcome=dropped reason=no such order"
+    )
+    wait_for(lambda: dropped in worker.text(), timeout=30, what="the order dropped, loudly")
+    wait_for(
+        lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=15, what="queue empty"
+    )
+    assert poison not in _dlq_bodies()
+    assert f"order={missing_order_id} attempt=2" not in worker.text()
+    _assert_alive(worker)

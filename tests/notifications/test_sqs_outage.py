@@ -12,7 +12,6 @@ from notifications.models import ConfirmationEmail
 from orders.models import Order, Product
 from tests.conftest import make_product, order_body
 from tests.notifications.test_delivery_guarantees import _subjects_by_order
-from tests.notifications.test_pipeline import queues, workers  # noqa: F401  (fixtures)
 from tests.pipeline import WebServer, free_port, queue_counts, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -41,7 +40,7 @@ def _sweep(*args: str) -> str:
 def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
     web_without_sqs,
     alice_token,
-    workers,  # noqa: F811
+    workers,
 ):
     make_product(sku="MUG", stock=5)
     status, body = web_without_sqs.request(
@@ -70,7 +69,7 @@ def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
     assert "0 pending" in _sweep("--older-than", "0")
 
 
-def test_sweep_leaves_recent_and_sent_records_alone(queues):  # noqa: F811
+def test_sweep_leaves_recent_and_sent_records_alone(queues):
     make_product(sku="MUG", stock=5)
     from orders import services
 

@@ -1,0 +1,154 @@
+"""Celery and kombu on SQS, hardened: poison messages end in the dead-letter queue.
+
+A message the worker cannot run (not JSON, not a Celery message, an undecodable body, an
+unknown task, a malformed task message) is *rejected without requeue*. kombu's SQS transport
+then leaves it in the queue, because the queue has a redrive policy (without one kombu would
+delete it); SQS redelivers it after its visibility timeout, and after ``maxReceiveCount``
+receives moves it to the dead-letter queue, where it can be inspected and redriven.
+
+Stock Celery 5.7 / kombu 5.7 differ, and each difference is fixed here:
+
+- Celery *acknowledges* (deletes) a message whose body cannot be decoded: it vanishes.
+- A Celery message whose body is JSON of the wrong shape raises out of the consumer, and a
+  JSON object with a malformed kombu envelope (``{"properties": 1}``) raises inside kombu:
+  either way the worker stops with "Unrecoverable error".
+- kombu's backoff policy reads ``headers["task"]`` unguarded, so rejecting a kombu message
+  that has no task header stops the worker too.
+- A message that is not a Celery message is logged as a WARNING that says "deleted".
+
+Every rejected poison message logs one ERROR line, ``poison message id=... attempt=...
+task=... outcome=rejected reason=...``: ``id`` is the SQS MessageId (the DLQ keeps it),
+``attempt`` SQS's ApproximateReceiveCount.
+
+Settings select them: ``CELERY_WORKER_CONSUMER`` and ``CELERY_BROKER_TRANSPORT``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import signals
+from celery.worker.consumer import Consumer
+from kombu.message import Message
+from kombu.transport import SQS
+
+logger = logging.getLogger(__name__)
+
+
+# --- kombu: the SQS transport ------------------------------------------------------------
+
+
+class PoisonTolerantQoS(SQS.QoS):
+    def extract_task_name_and_number_of_retries(self, delivery_tag: str) -> tuple[Any, Any]:
+        headers = self._delivered[delivery_tag].headers
+        if not isinstance(headers, dict) or not headers.get("task"):
+            return None, None  # no task, no backoff policy (kombu would raise KeyError)
+        return super().extract_task_name_and_number_of_retries(delivery_tag)
+
+
+class PoisonTolerantChannel(SQS.Channel):
+    QoS = PoisonTolerantQoS
+
+    def _envelope_payload(self, payload, raw_text, message, q_url):
+        if "properties" in payload and not self._is_kombu_message(payload):
+            # kombu passes anything else on as plain text, which Celery rejects as an
+            # unknown message; a broken envelope would raise inside kombu instead.
+            payload = {}
+        return super()._envelope_payload(payload, raw_text, message, q_url)
+
+    def _is_kombu_message(self, payload: dict) -> bool:
+        """Whether kombu can build, acknowledge and reject a message from this envelope."""
+        properties = payload["properties"]
+        delivery_info = properties.get("delivery_info", {}) if isinstance(properties, dict) else 0
+        if not isinstance(delivery_info, dict):
+            return False
+        routing_key = delivery_info.get("routing_key")
+        texts = (
+            payload.get("content-type"),
+            payload.get("content-encoding"),
+            delivery_info.get("exchange"),
+            routing_key,
+        )
+        if not (
+            isinstance(payload.get("headers"), dict | None)
+            and isinstance(payload.get("body"), str)
+            and all(isinstance(text, str | None) for text in texts)
+            # kombu acknowledges and rejects with the client of the queue named here, and
+            # raises for a queue that is not predefined.
+            and (
+                routing_key is None
+                or not self.predefined_queues
+                or routing_key in self.predefined_queues
+            )
+        ):
+            return False
+        try:
+            self.decode_body(payload["body"], properties.get("body_encoding"))
+        except Exception:
+            return False
+        return True
+
+
+class PoisonTolerantTransport(SQS.Transport):
+    Channel = PoisonTolerantChannel
+
+
+# --- Celery: the worker's consumer -------------------------------------------------------
+
+
+class PoisonTolerantConsumer(Consumer):
+    """Celery's consumer, rejecting (never deleting, never dying on) poison messages."""
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Message], Any]:
+        on_task_received = super().create_task_handler(*args, **kwargs)
+        connection_errors = self.connection_errors
+
+        def on_task_received_or_reject(message: Message) -> Any:
+            try:
+                return on_task_received(message)
+            except connection_errors:
+                raise  # the consumer reconnects, as usual
+            except Exception as exc:
+                if message.acknowledged:
+                    raise
+                # e.g. a task body of the wrong shape: Celery's Request raises ValueError or
+                # TypeError here, which would stop the worker.
+                return self.on_invalid_task(None, message, exc)
+
+        return on_task_received_or_reject
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        # Celery acknowledges the message "so it doesn't enter a loop"; on SQS that loop ends
+        # after maxReceiveCount receives, and acknowledging would delete it.
+        _log_rejected(message, f"cannot decode the {message.content_type} body: {exc!r}")
+        message.reject_log_error(logger, self.connection_errors)
+        signals.task_rejected.send(sender=self, message=message, exc=exc)
+
+    def on_unknown_message(self, body: Any, message: Message) -> None:
+        # Instead of Celery's WARNING "Received and deleted unknown message": it is not deleted.
+        _log_rejected(message, "not a Celery task message")
+        message.reject_log_error(logger, self.connection_errors)
+        signals.task_rejected.send(sender=self, message=message, exc=None)
+
+    def on_unknown_task(self, body: Any, message: Message, exc: Exception) -> None:
+        super().on_unknown_task(body, message, exc)  # logs Celery's ERROR, rejects
+        _log_rejected(message, "unregistered task")
+
+    def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
+        super().on_invalid_task(body, message, exc)  # logs Celery's ERROR, rejects
+        _log_rejected(message, f"invalid task message: {exc!r}")
+
+
+def _log_rejected(message: Message, reason: str) -> None:
+    sqs_message = (message.delivery_info or {}).get("sqs_message") or {}
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    logger.error(
+        "poison message id=%s attempt=%s task=%s outcome=rejected reason=%s "
+        "(SQS moves it to the dead-letter queue after maxReceiveCount receives)",
+        sqs_message.get("MessageId", "?"),
+        (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount", "?"),
+        headers.get("task", "-"),
+        reason,
+    )
