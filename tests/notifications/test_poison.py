@@ -155,9 +155,7 @@ def test_poison_message_ends_in_the_dlq(api_client, alice_token, workers, make_p
     assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
     log = worker.text()
     for attempt in range(1, MAX_RECEIVE_COUNT + 1):
-        assert (
-            f"ERROR notifications.consumer poison message id={message_id} attempt={attempt} " in log
-        )
+        assert f"ERROR shop.celery_sqs poison message id={message_id} attempt={attempt} " in log
     assert f"attempt={MAX_RECEIVE_COUNT + 1} " not in log
     _assert_alive(worker)
 
