@@ -39,65 +39,32 @@ def database_url() -> str:
     )
 
 
-class Worker:
-    """``celery -A shop worker`` as its own process group, logging to a file."""
+class ChildProcess:
+    """A command of the project run as its own process group, logging to a file."""
 
-    def __init__(self, log: Path, env: dict[str, str] | None = None, concurrency: int = 1):
+    def __init__(self, log: Path, env: dict[str, str] | None = None):
         self.log = log
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "ORDER_QUEUE_URL": settings.ORDER_QUEUE_URL,
-            # A stopped worker's last long poll stays open on the server for up to this long
-            # and may swallow the next test's message: keep it short between tests.
-            "SQS_WAIT_TIME_SECONDS": str(POLL_SECONDS),
-            **(env or {}),
-        }
-        self.concurrency = concurrency
+        self.env = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> Worker:
+    def spawn(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "shop",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(self.concurrency),
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-            ],
+            [sys.executable, "-m", *args],
             cwd=ROOT,
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(lambda: "ready." in self.text(), timeout=60, what=f"worker ready ({self.log})")
-        return self
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL the whole worker (main process and pool children) at once."""
+        """SIGKILL the whole process group (a worker's main process and pool children)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-        time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
-
-    def terminate(self) -> None:
-        """SIGTERM the main process only: Celery's warm shutdown."""
-        if self.process and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -106,6 +73,44 @@ class Worker:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Worker(ChildProcess):
+    """``celery -A shop worker`` against the session's emulator and the test database."""
+
+    def __init__(self, log: Path, env: dict[str, str] | None = None, concurrency: int = 1):
+        super().__init__(
+            log,
+            {
+                "ORDER_QUEUE_URL": settings.ORDER_QUEUE_URL,
+                # A stopped worker's last long poll stays open on the server for up to this
+                # long and may swallow the next test's message: keep it short between tests.
+                "SQS_WAIT_TIME_SECONDS": str(POLL_SECONDS),
+                **(env or {}),
+            },
+        )
+        self.concurrency = concurrency
+
+    def start(self) -> Worker:
+        self.spawn(
+            "celery", "-A", "shop", "worker", "--loglevel", "INFO", "--pool", "prefork",
+            "--concurrency", str(self.concurrency),
+            "--without-mingle", "--without-gossip", "--without-heartbeat",
+        )  # fmt: skip
+        wait_for(lambda: "ready." in self.text(), timeout=60, what=f"worker ready ({self.log})")
+        return self
+
+    def terminate(self) -> None:
+        """SIGTERM the main process only: Celery's warm shutdown."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        super().kill()
+        time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
+
+    def stop(self) -> None:
+        super().stop()
         time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
 
 
@@ -208,36 +213,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class WebServer:
-    """``gunicorn shop.wsgi`` on a loopback port, as its own process group."""
+class WebServer(ChildProcess):
+    """``gunicorn shop.wsgi`` on a loopback port."""
 
     def __init__(self, log: Path, env: dict[str, str] | None = None):
+        super().__init__(log, env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.env = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> WebServer:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "shop.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-                "--timeout",
-                "60",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn(
+            "gunicorn", "shop.wsgi", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", "1", "--timeout", "60",
+        )  # fmt: skip
 
         def healthy() -> bool:
             try:
@@ -261,11 +249,3 @@ class WebServer:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
