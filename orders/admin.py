@@ -88,9 +88,7 @@ class OrderAdmin(admin.ModelAdmin):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip().lstrip("#")
         if term.isdigit() and len(term) < 19:
-            queryset |= self.model.objects.filter(pk=int(term)).annotate(
-                line_count=Count("lines", distinct=True)
-            )
+            queryset |= self.get_queryset(request).filter(pk=int(term))
         return queryset, may_have_duplicates
 
     def get_readonly_fields(self, request, obj=None):
@@ -106,7 +104,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="Lines", ordering="line_count")
     def line_count(self, obj: Order) -> int:
-        return getattr(obj, "line_count", None) or obj.lines.count()
+        return obj.line_count  # annotated in get_queryset
 
     def _email(self, obj: Order):
         return getattr(obj, "confirmation_email", None)

@@ -23,6 +23,8 @@ from django.db import connection
 from shop import aws
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The dead-letter queue of the session's order queue (tests/aws_emulator.py provisions both).
+DLQ_URL = os.environ["TEST_DLQ_URL"]
 POLL_SECONDS = 1
 
 
@@ -158,16 +160,17 @@ def queue_counts(queue_url: str) -> tuple[int, int]:
     )
 
 
-def dlq_messages(dlq_url: str) -> list[dict]:
-    """Peek at the DLQ's Celery messages, decoded (made visible again at once)."""
-    messages = (
-        sqs()
-        .receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0
-        )
-        .get("Messages", [])
+def dlq_bodies(dlq_url: str = DLQ_URL) -> list[str]:
+    """Peek at the DLQ's raw message bodies (the messages become visible again at once)."""
+    response = sqs().receive_message(
+        QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0
     )
-    return [json.loads(base64.b64decode(message["Body"])) for message in messages]
+    return [message["Body"] for message in response.get("Messages", [])]
+
+
+def dlq_messages(dlq_url: str = DLQ_URL) -> list[dict]:
+    """Peek at the DLQ's Celery messages, decoded."""
+    return [json.loads(base64.b64decode(body)) for body in dlq_bodies(dlq_url)]
 
 
 def sent_emails(to: str | None = None) -> list[dict]:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.conf import settings
 
-from tests.pipeline import Worker, drain
-
-DLQ_URL = os.environ["TEST_DLQ_URL"]
+from tests.pipeline import DLQ_URL, Worker, drain
 
 
 @pytest.fixture

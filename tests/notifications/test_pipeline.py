@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import os
 import socket
 import threading
 from email import policy
@@ -16,11 +15,10 @@ from notifications.models import ConfirmationEmail
 from orders import services
 from orders.models import Order
 from tests.conftest import auth, make_product, order_body
-from tests.pipeline import dlq_messages, queue_counts, sent_emails, wait_for
+from tests.pipeline import DLQ_URL, dlq_messages, queue_counts, sent_emails, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-DLQ_URL = os.environ["TEST_DLQ_URL"]
 NOT_VERIFIED = "recipient not verified in the SES sandbox"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 
 import pytest
@@ -19,12 +18,11 @@ from django.conf import settings
 
 from notifications.models import ConfirmationEmail
 from tests.conftest import auth, make_product, order_body
-from tests.pipeline import Worker, queue_counts, sqs, wait_for
+from tests.pipeline import Worker, dlq_bodies, queue_counts, sqs, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-DLQ_URL = os.environ["TEST_DLQ_URL"]
 MAX_RECEIVE_COUNT = 3
 # Poison messages without the confirmation task's name wait out the queue's visibility
 # timeout (10 s in tests) between receives; SQS moves them on the 4th receive.
@@ -92,14 +90,6 @@ def _send(body: str) -> str:
     return sqs().send_message(QueueUrl=settings.ORDER_QUEUE_URL, MessageBody=body)["MessageId"]
 
 
-def _dlq_bodies() -> list[str]:
-    """Peek at the DLQ (the messages become visible again at once)."""
-    response = sqs().receive_message(
-        QueueUrl=DLQ_URL, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0
-    )
-    return [message["Body"] for message in response.get("Messages", [])]
-
-
 def _confirm_an_order(api_client, token: str) -> None:
     """A valid order placed after the poison message is still confirmed."""
     make_product(sku="MUG", price="12.50", stock=10)
@@ -151,7 +141,7 @@ def test_poison_message_ends_in_the_dlq(api_client, alice_token, workers, make_p
 
     _confirm_an_order(api_client, alice_token)
 
-    wait_for(lambda: poison in _dlq_bodies(), timeout=DLQ_TIMEOUT, what="poison in the DLQ")
+    wait_for(lambda: poison in dlq_bodies(), timeout=DLQ_TIMEOUT, what="poison in the DLQ")
     assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
     log = worker.text()
     for attempt in range(1, MAX_RECEIVE_COUNT + 1):
@@ -187,7 +177,7 @@ def test_broken_kombu_messages_end_in_the_dlq(api_client, alice_token, workers):
     _confirm_an_order(api_client, alice_token)
 
     wait_for(
-        lambda: set(poisons.values()) <= set(_dlq_bodies()),
+        lambda: set(poisons.values()) <= set(dlq_bodies()),
         timeout=DLQ_TIMEOUT,
         what="every poison message in the DLQ",
     )
@@ -216,6 +206,6 @@ def test_confirmation_for_a_missing_order_is_deleted_with_an_error(
     wait_for(
         lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=15, what="queue empty"
     )
-    assert poison not in _dlq_bodies()
+    assert poison not in dlq_bodies()
     assert f"order={missing_order_id} attempt=2" not in worker.text()
     _assert_alive(worker)
