@@ -1,13 +1,27 @@
 from django.db import models
+from django.utils import timezone
 
 
 class EmailStatus(models.TextChoices):
-    # Recorded with the order; the task is (or is about to be) on the queue.
+    # Recorded with the order (or put back by a resend); the task is, or is about to be, queued.
     PENDING = "pending", "Pending"
     # The last attempt failed; SQS redelivers until the message is dead-lettered.
     FAILED = "failed", "Failed"
     # SES accepted the email.
     SENT = "sent", "Sent"
+    # Not sent: the address is on the suppression list (an earlier bounce or complaint).
+    SUPPRESSED = "suppressed", "Suppressed"
+    # SES reported the email delivered to the recipient's mail server.
+    DELIVERED = "delivered", "Delivered"
+    # SES reported a bounce, or the recipient marked the email as spam.
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+
+
+#: Statuses of an email SES accepted: a later delivery of its message sends nothing.
+SENT_STATUSES = frozenset(
+    {EmailStatus.SENT, EmailStatus.DELIVERED, EmailStatus.BOUNCED, EmailStatus.COMPLAINED}
+)
 
 
 class ConfirmationEmail(models.Model):
@@ -29,7 +43,77 @@ class ConfirmationEmail(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["ses_message_id"]),
+        ]
+        permissions = [
+            ("operate_queues", "Can redrive and delete dead-lettered messages"),
+            ("resend_confirmation", "Can resend confirmation emails"),
+        ]
 
     def __str__(self) -> str:
         return f"Confirmation of order {self.order_id}: {self.status}"
+
+
+class EmailEventKind(models.TextChoices):
+    # Published to the order queue (after the order committed, or by the sweep).
+    QUEUED = "queued", "Queued"
+    # Staff asked for the email again.
+    RESEND = "resend", "Resend requested"
+    # A worker's attempt: SES accepted the email / the attempt failed / skipped (suppressed).
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Attempt failed"
+    SUPPRESSED = "suppressed", "Skipped: address suppressed"
+    # Staff moved its message from the dead-letter queue back to the order queue, or deleted it.
+    REDRIVEN = "redriven", "Redriven from the DLQ"
+    DELETED = "deleted", "Deleted from the DLQ"
+    # SES events (through SNS).
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complaint"
+    REJECTED = "rejected", "Rejected by SES"
+
+
+class EmailEvent(models.Model):
+    """One entry of an email's history: attempts, resends, redrives and SES's reports."""
+
+    notification = models.ForeignKey(
+        ConfirmationEmail, on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(max_length=16, choices=EmailEventKind.choices)
+    # SQS's ApproximateReceiveCount of the delivery that made the attempt.
+    attempt = models.PositiveIntegerField(null=True, blank=True)
+    detail = models.TextField(blank=True, default="")
+    # The staff member who asked for it (resend, redrive, delete); empty for the system.
+    actor = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["notification", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M:%S})"
+
+
+class SuppressionReason(models.TextChoices):
+    # A permanent bounce: the address does not exist or refuses mail.
+    BOUNCE = "bounce", "Bounce"
+    # The recipient marked an email as spam.
+    COMPLAINT = "complaint", "Complaint"
+
+
+class SuppressedAddress(models.Model):
+    """An address the shop no longer sends to. Stored lowercased."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    reason = models.CharField(max_length=16, choices=SuppressionReason.choices)
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "suppressed addresses"
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.reason})"

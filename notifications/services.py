@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from notifications import queue, rendering, ses
-from notifications.models import ConfirmationEmail, EmailStatus
+from notifications.models import (
+    SENT_STATUSES,
+    ConfirmationEmail,
+    EmailEvent,
+    EmailEventKind,
+    EmailStatus,
+    SuppressedAddress,
+)
 from orders.models import Order, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -29,7 +36,8 @@ class ConfirmationFailed(Exception):
 @dataclass(frozen=True)
 class SendOutcome:
     notification: ConfirmationEmail
-    #: "sent", or "skipped" when an earlier delivery of the message already sent it.
+    #: "sent"; "skipped" when an earlier delivery of the message already sent it (or the
+    #: email was suppressed before); "suppressed" when the address is on the suppression list.
     outcome: str
 
 
@@ -51,13 +59,94 @@ def confirmation_publish(*, order_id: int) -> bool:
     committed order into an error: it is logged, the record stays ``pending`` with no
     ``queued_at``, and ``confirmation_sweep`` publishes it later.
     """
+    # Taken before the publish: a fast worker may record its attempt before this returns.
+    queued_at = timezone.now()
     try:
         queue.confirmation_enqueue(order_id=order_id)
     except Exception:
         logger.exception("could not queue the confirmation of order %s; the sweep will", order_id)
         return False
-    ConfirmationEmail.objects.filter(order_id=order_id).update(queued_at=timezone.now())
+    ConfirmationEmail.objects.filter(order_id=order_id).update(queued_at=queued_at)
+    confirmation_event_record(order_id=order_id, kind=EmailEventKind.QUEUED, at=queued_at)
     return True
+
+
+def confirmation_event_record(
+    *,
+    order_id: int,
+    kind: str,
+    detail: str = "",
+    actor: str = "",
+    attempt: int | None = None,
+    at: datetime | None = None,
+) -> EmailEvent | None:
+    """Add an entry to the email's history; ``None`` when the order has no email record."""
+    notification_id = (
+        ConfirmationEmail.objects.filter(order_id=order_id).values_list("pk", flat=True).first()
+    )
+    if notification_id is None:
+        return None
+    return EmailEvent.objects.create(
+        notification_id=notification_id,
+        kind=kind,
+        detail=detail[:2000],
+        actor=actor[:150],
+        attempt=attempt,
+        created_at=at or timezone.now(),
+    )
+
+
+def confirmation_history(*, order_id: int) -> list[EmailEvent]:
+    """The email's history, oldest first."""
+    return list(
+        EmailEvent.objects.filter(notification__order_id=order_id).order_by("created_at", "id")
+    )
+
+
+@dataclass
+class ResendResult:
+    requested: int
+    #: Orders without an email record (or unknown ids): nothing was queued for them.
+    missing: list[int]
+    #: Filled as each publish runs (after the commit of its record's update).
+    published: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+def confirmation_resend(*, order_ids: Iterable[int], actor: str = "") -> ResendResult:
+    """Queue the confirmation email of each order again, ``sent`` ones included (on purpose).
+
+    Each record goes back to ``pending`` with a ``resend`` entry in its history, in its own
+    transaction; once that commits, the task is published. A publish that fails leaves the
+    record ``pending`` and unqueued, so the sweep publishes it later.
+    """
+    ids = list(dict.fromkeys(int(order_id) for order_id in order_ids))
+    result = ResendResult(requested=len(ids), missing=[])
+
+    def publish(order_id: int) -> None:
+        ok = confirmation_publish(order_id=order_id)
+        (result.published if ok else result.failed).append(order_id)
+
+    for order_id in ids:
+        with transaction.atomic():
+            notification = (
+                ConfirmationEmail.objects.select_for_update().filter(order_id=order_id).first()
+            )
+            if notification is None:
+                result.missing.append(order_id)
+                continue
+            previous = notification.status
+            notification.status = EmailStatus.PENDING
+            notification.queued_at = None
+            notification.save(update_fields=["status", "queued_at", "updated_at"])
+            EmailEvent.objects.create(
+                notification=notification,
+                kind=EmailEventKind.RESEND,
+                detail=f"was {previous}",
+                actor=actor[:150],
+            )
+            transaction.on_commit(lambda order_id=order_id: publish(order_id))
+    return result
 
 
 @dataclass(frozen=True)
@@ -93,13 +182,15 @@ def confirmation_sweep(
     return SweepResult(found=len(order_ids), published=published, failed=len(order_ids) - published)
 
 
-def confirmation_send(*, order_id: int) -> SendOutcome:
+def confirmation_send(*, order_id: int, attempt: int | None = None) -> SendOutcome:
     """Send the order's confirmation email once.
 
     The record is locked for the whole attempt, so two deliveries of the same message (SQS is
     at-least-once) cannot both send: the second waits, then finds it ``sent`` and skips.
     Any failure is recorded (status ``failed``, attempts, last error) and re-raised as
-    ``ConfirmationFailed`` so that the message returns to SQS.
+    ``ConfirmationFailed`` so that the message returns to SQS. An address on the suppression
+    list (an earlier bounce or complaint) is not sent to: the record says ``suppressed``.
+    ``attempt`` is SQS's receive count of this delivery, kept in the email's history.
     """
     try:
         with transaction.atomic():
@@ -108,11 +199,24 @@ def confirmation_send(*, order_id: int) -> SendOutcome:
                 .select_related("order")
                 .get(order_id=order_id)
             )
-            if notification.status == EmailStatus.SENT:
+            if notification.status in SENT_STATUSES | {EmailStatus.SUPPRESSED}:
                 return SendOutcome(notification, "skipped")
+            recipient = notification.order.customer_email
+            suppression = SuppressedAddress.objects.filter(email=recipient.lower()).first()
+            if suppression is not None:
+                notification.status = EmailStatus.SUPPRESSED
+                notification.last_error = f"address suppressed after a {suppression.reason}"
+                notification.save()
+                EmailEvent.objects.create(
+                    notification=notification,
+                    kind=EmailEventKind.SUPPRESSED,
+                    attempt=attempt,
+                    detail=notification.last_error,
+                )
+                return SendOutcome(notification, "suppressed")
             email = rendering.confirmation_render(order=notification.order)
             message_id = ses.email_send(
-                to=notification.order.customer_email,
+                to=recipient,
                 subject=email.subject,
                 html=email.html,
                 text=email.text,
@@ -123,6 +227,12 @@ def confirmation_send(*, order_id: int) -> SendOutcome:
             notification.sent_at = timezone.now()
             notification.last_error = ""
             notification.save()
+            EmailEvent.objects.create(
+                notification=notification,
+                kind=EmailEventKind.SENT,
+                attempt=attempt,
+                detail=f"SES message id {message_id}",
+            )
             # The order moves on with its email (a plain model update: no orders logic here).
             Order.objects.filter(pk=order_id, status=OrderStatus.PLACED).update(
                 status=OrderStatus.CONFIRMED
@@ -132,12 +242,21 @@ def confirmation_send(*, order_id: int) -> SendOutcome:
         raise ConfirmationMissing(f"no confirmation email for order {order_id}") from None
     except Exception as exc:
         reason = _reason(exc)
-        ConfirmationEmail.objects.filter(order_id=order_id).exclude(status=EmailStatus.SENT).update(
-            status=EmailStatus.FAILED,
-            attempts=F("attempts") + 1,
-            last_error=reason[:2000],
-            updated_at=timezone.now(),
-        )
+        with transaction.atomic():
+            updated = (
+                ConfirmationEmail.objects.filter(order_id=order_id)
+                .exclude(status__in=SENT_STATUSES)
+                .update(
+                    status=EmailStatus.FAILED,
+                    attempts=F("attempts") + 1,
+                    last_error=reason[:2000],
+                    updated_at=timezone.now(),
+                )
+            )
+            if updated:
+                confirmation_event_record(
+                    order_id=order_id, kind=EmailEventKind.FAILED, detail=reason, attempt=attempt
+                )
         raise ConfirmationFailed(reason) from exc
 
 

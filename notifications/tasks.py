@@ -36,9 +36,10 @@ def _pass_receive_count(sender=None, request=None, **kwargs) -> None:
 
 @shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True)
 def send_order_confirmation(self, order_id: int) -> str:
-    attempt = getattr(self.request, RECEIVE_COUNT_HEADER, None) or "?"
+    receive_count = getattr(self.request, RECEIVE_COUNT_HEADER, None)
+    attempt = receive_count or "?"
     try:
-        result = services.confirmation_send(order_id=order_id)
+        result = services.confirmation_send(order_id=order_id, attempt=receive_count)
     except services.ConfirmationMissing:
         # Retrying cannot make a missing order appear: the message is deleted, loudly.
         logger.error(

@@ -1,9 +1,15 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.urls import reverse
-from django.utils.html import format_html
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
+from notifications import services as notification_services
 from orders.models import Order, OrderLine, Product
+
+RESEND_PERMISSION = "notifications.resend_confirmation"
 
 
 @admin.register(Product)
@@ -73,7 +79,10 @@ class OrderAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        ("Email history", {"fields": ["email_history"]}),
     ]
+    actions = ["resend_confirmation"]
+    change_form_template = "admin/orders/order/change_form.html"
 
     def get_queryset(self, request):
         # One query for the page whatever its size: the email record joined, lines counted.
@@ -97,6 +106,62 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_resend_confirmation_permission(self, request) -> bool:
+        return request.user.has_perm(RESEND_PERMISSION)
+
+    @admin.action(description="Resend confirmation email", permissions=["resend_confirmation"])
+    def resend_confirmation(self, request, queryset):
+        order_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        self._resend(request, order_ids, f"{len(order_ids)} order(s)")
+
+    def _resend(self, request, order_ids: list[int], what: str) -> None:
+        result = notification_services.confirmation_resend(
+            order_ids=order_ids, actor=request.user.get_username()
+        )
+        if result.published:
+            self.message_user(
+                request, f"Queued the confirmation email again for {what}.", messages.SUCCESS
+            )
+        if result.failed:
+            self.message_user(
+                request,
+                f"Could not queue {len(result.failed)} email(s) now (SQS did not answer): "
+                "they stay pending and the confirmation sweep queues them.",
+                messages.WARNING,
+            )
+        if result.missing:
+            self.message_user(
+                request,
+                f"{len(result.missing)} order(s) have no confirmation email record.",
+                messages.ERROR,
+            )
+
+    def get_urls(self):
+        resend = self.admin_site.admin_view(require_POST(self.resend_view))
+        return [
+            path(
+                "<int:order_id>/resend-confirmation/",
+                resend,
+                name="orders_order_resend_confirmation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def resend_view(self, request, order_id: int):
+        """The order page's "Resend confirmation email" button (a POST with CSRF token)."""
+        order = get_object_or_404(Order, pk=order_id)
+        if not self.has_resend_confirmation_permission(request):
+            raise PermissionDenied
+        self._resend(request, [order.pk], f"order #{order.pk}")
+        return redirect("admin:orders_order_change", order.pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_resend_confirmation": self.has_resend_confirmation_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Total", ordering="total")
     def total_with_currency(self, obj: Order) -> str:
@@ -140,3 +205,28 @@ class OrderAdmin(admin.ModelAdmin):
             return "-"
         url = reverse("admin:notifications_confirmationemail_preview", args=[obj.pk])
         return format_html('<a href="{}" target="_blank">preview the email</a>', url)
+
+    @admin.display(description="Attempts, resends and SES reports")
+    def email_history(self, obj: Order) -> str:
+        events = notification_services.confirmation_history(order_id=obj.pk)
+        if not events:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+                    event.get_kind_display(),
+                    event.attempt or "",
+                    event.detail,
+                    event.actor,
+                )
+                for event in events
+            ),
+        )
+        return format_html(
+            '<table class="email-history"><thead><tr><th>Time (UTC)</th><th>Event</th>'
+            "<th>Attempt</th><th>Detail</th><th>By</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
