@@ -266,6 +266,11 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def recipient_verification_request(*, address: str) -> None:
+    """Start SES's verification of a customer's address (needed while SES is in its sandbox)."""
+    ses.identity_verify(address=address)
+
+
 def confirmation_preview(*, order_id: int) -> rendering.RenderedEmail:
     """The email as it would be sent for this order, rendered without sending anything."""
     order = Order.objects.get(pk=order_id)
