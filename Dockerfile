@@ -1,33 +1,48 @@
-# One image for every process: web (default), worker, and one-off management commands.
-#   docker build -t shop .
-#   docker run --env-file prod.env -p 8000:8000 shop
-#   docker run --env-file prod.env shop celery -A shop worker --loglevel INFO
-FROM python:3.11-slim
+# One image for every process of the shop; only the command differs (README "Docker"):
+#   web (default)  gunicorn shop.wsgi ...
+#   worker         celery -A shop worker --loglevel INFO
+#   sweep          python manage.py confirmation_sweep --older-than 600
+#   release step   python manage.py migrate
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The processes run as this user (USER below, by number); it owns nothing in the image, so it
+# cannot change the code.
+RUN groupadd --system --gid 10001 shop \
+    && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin shop
+
 WORKDIR /app
 
-# Dependencies first: this layer is reused until requirements.txt changes.
+# Dependencies first: this layer is reused until requirements.txt changes. Every requirement is
+# an exact pin with a manylinux wheel (pycurl and psycopg carry their own libcurl and libpq).
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
 
-# Static files for whitenoise. Settings refuse to load with DEBUG off unless the required
-# variables are set: placeholders serve this build step only, never the running container.
+# Static files for whitenoise (hashed and compressed, as DEBUG off serves them). Settings refuse
+# to load with DEBUG off unless the required variables are set: these placeholders serve this
+# build step only and are not in the image's environment.
 RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only ORDER_QUEUE_URL=unused \
     COGNITO_USER_POOL_ID=unused COGNITO_APP_CLIENT_ID=unused \
     python manage.py collectstatic --noinput
 
-RUN useradd --create-home --uid 10001 shop && chown -R shop /app/staticfiles
-USER shop
+USER 10001:10001
 
-ENV DJANGO_DEBUG=false
+ENV DJANGO_DEBUG=false \
+    WEB_CONCURRENCY=3
 EXPOSE 8000
+
+# /healthz answers before host validation and the HTTPS redirect. The worker and the sweep serve
+# no HTTP: run them with `docker run --no-healthcheck`.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
-CMD ["gunicorn", "shop.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+
+# Workers: WEB_CONCURRENCY (gunicorn reads it). The heartbeat files go to memory, and no
+# control socket is needed in a container.
+CMD ["gunicorn", "shop.wsgi", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", "--access-logfile", "-"]

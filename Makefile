@@ -26,6 +26,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/cfn-lint infra/shop.yaml
+	$(BIN)/hadolint Dockerfile
 
 bench: install
 	$(BIN)/python bench/run.py
