@@ -14,8 +14,15 @@ import boto3
 from botocore.config import Config
 from django.conf import settings
 
-_clients: dict[tuple[str, str, str], Any] = {}
+_clients: dict[tuple[str, str, str, bool], Any] = {}
 _lock = threading.Lock()
+_CONFIG = Config(
+    connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+)
+# For calls a web request waits on (publishes after commit): fail fast, a single attempt.
+_BOUNDED_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 1}
+)
 
 
 def _endpoint(service_name: str) -> str:
@@ -24,19 +31,16 @@ def _endpoint(service_name: str) -> str:
     return settings.AWS_ENDPOINT_URL
 
 
-def client(service_name: str) -> Any:
+def client(service_name: str, *, bounded: bool = False) -> Any:
+    """The process's client for the service; ``bounded``: 1 s connect, 2 s read, no retry."""
     endpoint = _endpoint(service_name)
-    key = (service_name, settings.AWS_REGION, endpoint)
+    key = (service_name, settings.AWS_REGION, endpoint, bounded)
     with _lock:
         if key not in _clients:
             _clients[key] = boto3.session.Session().client(
                 service_name,
                 region_name=settings.AWS_REGION,
                 endpoint_url=endpoint or None,
-                config=Config(
-                    connect_timeout=2,
-                    read_timeout=10,
-                    retries={"mode": "standard", "max_attempts": 3},
-                ),
+                config=_BOUNDED_CONFIG if bounded else _CONFIG,
             )
         return _clients[key]

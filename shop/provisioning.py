@@ -34,6 +34,9 @@ class Plan:
         default_factory=lambda: {VERIFIED_CUSTOMER: True, UNVERIFIED_CUSTOMER: False}
     )
     password: str = DEMO_PASSWORD
+    # Optional: the SNS topic of order events and a demo queue subscribed to `OrderPlaced`.
+    order_events: bool = False
+    order_events_name: str = "shop-order-events"
 
 
 @dataclass
@@ -43,13 +46,18 @@ class Result:
     user_pool_id: str
     app_client_id: str
     created: list[str]
+    order_events_topic_arn: str = ""
+    order_events_queue_url: str = ""
 
     def environment(self) -> dict[str, str]:
-        return {
+        environment = {
             "ORDER_QUEUE_URL": self.queue_url,
             "COGNITO_USER_POOL_ID": self.user_pool_id,
             "COGNITO_APP_CLIENT_ID": self.app_client_id,
         }
+        if self.order_events_topic_arn:
+            environment["ORDER_EVENTS_TOPIC_ARN"] = self.order_events_topic_arn
+        return environment
 
 
 def provision(plan: Plan) -> Result:
@@ -62,7 +70,12 @@ def provision(plan: Plan) -> Result:
     dlq_url, queue_url = _queues(client("sqs"), plan, created)
     pool_id, client_id = _cognito(client("cognito-idp"), plan, created)
     _ses(client("ses"), plan, created)
-    return Result(queue_url, dlq_url, pool_id, client_id, created)
+    result = Result(queue_url, dlq_url, pool_id, client_id, created)
+    if plan.order_events:
+        result.order_events_topic_arn, result.order_events_queue_url = _order_events(
+            client("sns"), client("sqs"), plan, created
+        )
+    return result
 
 
 def _queues(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
@@ -138,3 +151,40 @@ def _ses(ses: Any, plan: Plan, created: list[str]) -> None:
         if address not in verified:
             ses.verify_email_identity(EmailAddress=address)
             created.append(f"SES identity {address}")
+
+
+def _order_events(sns: Any, sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
+    """The order-events topic and a demo queue subscribed to its `OrderPlaced` events."""
+    name = plan.order_events_name
+    topic_arn = sns.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    # On AWS the queue must let the topic send to it (the emulator does not check).
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    if not any(s["Protocol"] == "sqs" and s["Endpoint"] == queue_arn for s in subscriptions):
+        sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={
+                "RawMessageDelivery": "true",
+                "FilterPolicy": json.dumps({"event_type": ["OrderPlaced"]}),
+            },
+        )
+        created.append(f"topic {name} with queue {name} subscribed to OrderPlaced")
+    return topic_arn, queue_url

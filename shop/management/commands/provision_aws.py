@@ -20,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--visibility-timeout", type=int, default=30)
         parser.add_argument("--max-receive-count", type=int, default=3)
         parser.add_argument(
+            "--order-events",
+            action="store_true",
+            help="Also create the SNS topic shop-order-events and a demo queue of the same name "
+            "subscribed to its OrderPlaced events; writes ORDER_EVENTS_TOPIC_ARN.",
+        )
+        parser.add_argument(
             "--allow-aws",
             action="store_true",
             help="Allow running without AWS_ENDPOINT_URL, i.e. against a real AWS account.",
@@ -39,6 +45,7 @@ class Command(BaseCommand):
             max_receive_count=options["max_receive_count"],
             visibility_timeout=options["visibility_timeout"],
             sender=settings.DEFAULT_FROM_EMAIL,
+            order_events=options["order_events"],
         )
         result = provisioning.provision(plan)
         for line in result.created:
@@ -50,6 +57,11 @@ class Command(BaseCommand):
                 f"app client {result.app_client_id}, {len(result.created)} resources new"
             )
         )
+        if result.order_events_topic_arn:
+            self.stdout.write(
+                f"order events: topic {result.order_events_topic_arn} -> demo queue "
+                f"{result.order_events_queue_url}"
+            )
         if options["env_file"]:
             with open(options["env_file"], "w") as fh:
                 for name, value in result.environment().items():
