@@ -34,8 +34,12 @@ RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only ORDER_QUEUE_URL=unus
 
 USER 10001:10001
 
+# Metrics: each process writes its counters under PROMETHEUS_MULTIPROC_DIR (memory, fresh at
+# every container start) and a scrape sums them. The worker serves its own on
+# WORKER_METRICS_PORT (set it, e.g. 9808, for the worker container).
 ENV DJANGO_DEBUG=false \
-    WEB_CONCURRENCY=3
+    WEB_CONCURRENCY=3 \
+    PROMETHEUS_MULTIPROC_DIR=/dev/shm/prometheus
 EXPOSE 8000
 
 # /healthz answers before host validation and the HTTPS redirect. The worker and the sweep serve
@@ -44,5 +48,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 
 # Workers: WEB_CONCURRENCY (gunicorn reads it). The heartbeat files go to memory, and no
-# control socket is needed in a container.
-CMD ["gunicorn", "shop.wsgi", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", "--access-logfile", "-"]
+# control socket is needed in a container. shop.gunicorn_conf makes gunicorn's own lines JSON.
+CMD ["gunicorn", "shop.wsgi", "-c", "python:shop.gunicorn_conf", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--no-control-socket", "--access-logfile", "-"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -12,8 +13,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications.services import confirmation_request
+from orders import events
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from shop.exceptions import ApplicationError, ConflictError, UnprocessableError
+from shop.logging import context_bind
+from shop.metrics import ORDERS_PLACED
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ def order_place(
     Products are locked in primary-key order, so concurrent orders over overlapping carts
     queue up instead of deadlocking, and stock can never go below zero (the database
     refuses it too). The confirmation email is recorded in the same transaction and queued
-    only once it commits.
+    only once it commits; so is the ``OrderPlaced`` event, when ``ORDER_EVENTS_TOPIC_ARN``
+    is set (``orders.events``).
     """
     wanted = {line.sku: line.quantity for line in lines}
     if not lines or len(wanted) != len(lines):
@@ -121,12 +126,24 @@ def order_place(
             total=sum((line.line_total for line in order_lines), Decimal("0")),
             currency=settings.SHOP_CURRENCY,
         )
+        context_bind(order_id=order.pk)  # this request's log lines carry order_id from here on
         for line in order_lines:
             line.order = order
         OrderLine.objects.bulk_create(order_lines)
         for sku, quantity in sorted(wanted.items(), key=lambda item: products[item[0]].pk):
             Product.objects.filter(pk=products[sku].pk).update(stock=F("stock") - quantity)
         confirmation_request(order=order)
+        transaction.on_commit(ORDERS_PLACED.inc)
+        if settings.ORDER_EVENTS_TOPIC_ARN:
+            # `OrderPlaced` for other services, built from these objects once committed.
+            transaction.on_commit(
+                partial(
+                    events.order_placed_publish,
+                    topic_arn=settings.ORDER_EVENTS_TOPIC_ARN,
+                    order=order,
+                    lines=order_lines,
+                )
+            )
     return order
 
 

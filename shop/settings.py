@@ -8,6 +8,7 @@ AWS emulator that ``make run`` starts, a development secret key. With DEBUG off,
 variables in ``REQUIRED_IN_PRODUCTION`` must be set or the app refuses to start.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -68,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "shop.middleware.HealthCheckMiddleware",
+    # /metrics for METRICS_ALLOWED_IPS, before host validation and the HTTPS redirect.
+    "shop.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -213,6 +216,8 @@ AWS_REGION = env.str("AWS_REGION", default="us-east-1")
 # boto3's standard variable; unset on AWS. Every AWS client of the project follows it.
 AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default=DEV_AWS_ENDPOINT_URL if DEBUG else "")
 ORDER_QUEUE_URL = env.str("ORDER_QUEUE_URL", default=DEV_ORDER_QUEUE_URL if DEBUG else "")
+# SNS topic that gets an `OrderPlaced` event per order (orders/events.py); empty: off.
+ORDER_EVENTS_TOPIC_ARN = env.str("ORDER_EVENTS_TOPIC_ARN", default="")
 
 # --- Cognito ----------------------------------------------------------------------------
 COGNITO_USER_POOL_ID = env.str("COGNITO_USER_POOL_ID", default="")
@@ -244,6 +249,19 @@ AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default="") or AWS_ENDPOI
 AWS_SES_REGION_ENDPOINT_URL = AWS_SES_ENDPOINT_URL or None
 # django-ses paces sends by the account's max send rate (fraction of it; 0 turns it off).
 AWS_SES_AUTO_THROTTLE = env.float("AWS_SES_AUTO_THROTTLE", default=0.5)
+# SES events (README "SES events and the suppression list"). django-ses names this
+# configuration set on every email (X-SES-CONFIGURATION-SET), so SES publishes its events to
+# the set's SNS topic, which POSTs them to /ses/events/. Empty: no set, no events.
+AWS_SES_CONFIGURATION_SET = env.str("AWS_SES_CONFIGURATION_SET", default="")
+# Always verify SNS signatures (DEBUG too); the tests sign their own messages.
+AWS_SES_VERIFY_EVENT_SIGNATURES = True
+# The SNS topic(s) whose messages /ses/events/ accepts; empty: it accepts none.
+AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
+# Hosts (exact names) the SigningCertURL and SubscribeURL of those messages may be on.
+AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS = [
+    f"sns.{AWS_REGION}.amazonaws.com",
+    *env.list("SNS_CERT_TRUSTED_DOMAINS", default=[]),
+]
 SES_SANDBOX = env.str("SES_SANDBOX", default="auto").lower()
 if SES_SANDBOX not in {"auto", "true", "false"}:
     raise ImproperlyConfigured("SES_SANDBOX must be auto, true or false")
@@ -252,14 +270,66 @@ SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="USD").upper()
 # How long an Idempotency-Key of order placement is remembered.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 
+# --- Logs and metrics (README "Logs and metrics") -------------------------------------------
+# `json`: one JSON object per line (python-json-logger), with order_id/task_id when known
+# (shop/logging.py). `plain` for reading in a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json").lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"log_context": {"()": "shop.logging.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["log_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # Celery gives this logger a plain handler of its own unless it has one already.
+        "celery.task": {"handlers": ["console"], "propagate": False},
+        # Django's own lines through the root handler only: its defaults add plain ones.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        # gunicorn's own lines (see shop/gunicorn_conf.py for its master process).
+        "gunicorn.error": {"handlers": ["console"], "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "propagate": False},
+    },
 }
+# Client addresses or networks allowed to read /metrics (and the worker's metrics port)
+# without a staff session. REMOTE_ADDR only: X-Forwarded-For is not trusted.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"] if DEBUG else [])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_network!r} is not an IP address or network"
+        ) from None
+# prometheus_client's own variable, read by the library itself: set, counters of every
+# process (gunicorn workers, Celery pool children) go to files there and a scrape sums them.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# The Celery worker's own metrics HTTP port (0: off), served by its main process. In a
+# container it must listen on all interfaces; METRICS_ALLOWED_IPS still decides who reads.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str(
+    "WORKER_METRICS_ADDR",
+    default="127.0.0.1" if DEBUG else "0.0.0.0",  # noqa: S104
+)
 
 # --- Celery on SQS (see README "Celery over SQS") ---------------------------------------
 # Predefined queue only: the app never calls CreateQueue/ListQueues. Credentials come from the

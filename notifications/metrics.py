@@ -1,0 +1,54 @@
+"""Prometheus for confirmations: sends counted from Celery's task signals, the queue gauges.
+
+An interface, like ``tasks``: it listens to the confirmation task from outside (``task_success``
+with the result ``"sent"``, ``task_failure``), in the process that ran it (a pool child; see
+``shop.metrics`` for the multiprocess mode), and registers the live queue-depth collector
+for ``/metrics``. Imported by ``NotificationsConfig.ready``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_failure, task_success
+from django.conf import settings
+
+from notifications import queue, ses
+from shop import metrics
+
+metrics.live_collector_register(
+    metrics.QueueDepthCollector(stats=queue.queue_stats, unavailable=(queue.QueueUnavailable,))
+)
+
+
+def _is_confirmation(sender: Any) -> bool:
+    return getattr(sender, "name", None) == settings.CONFIRMATION_TASK_NAME
+
+
+def failure_reason(exception: BaseException | None) -> str:
+    """One of ``shop.metrics.FAILURE_REASONS`` for a failed attempt (kept low-cardinality)."""
+    seen = exception
+    for _ in range(5):  # the service wraps the cause in ConfirmationFailed
+        if seen is None:
+            break
+        if isinstance(seen, ses.SendRefused):
+            return "refused"
+        if isinstance(seen, ses.SesUnavailable):
+            return "ses_error"
+        if isinstance(seen, SoftTimeLimitExceeded | TimeLimitExceeded):
+            return "time_limit"
+        seen = seen.__cause__
+    return "other"
+
+
+@task_success.connect
+def _count_sent(sender: Any = None, result: Any = None, **_: Any) -> None:
+    if _is_confirmation(sender) and result == "sent":
+        metrics.CONFIRMATION_EMAILS_SENT.inc()
+
+
+@task_failure.connect
+def _count_failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    if _is_confirmation(sender):
+        metrics.CONFIRMATION_ATTEMPTS_FAILED.labels(reason=failure_reason(exception)).inc()

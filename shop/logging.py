@@ -1,0 +1,143 @@
+"""Log context: every line about an order carries ``order_id``, every line of a task ``task_id``.
+
+The ids live in context variables, set where they become known and cleared where their scope
+ends, and ``ContextFilter`` (installed on the console handler by ``LOGGING`` in settings)
+copies them onto each record, where the JSON formatter (python-json-logger) prints them as
+fields like any other ``extra``:
+
+- Celery: ``task_prerun`` sets ``task_id`` and the task's ``order_id`` kwarg in the process that
+  runs the task (a prefork pool child), ``task_postrun`` clears them. Lines Celery logs about a
+  task in the worker's main process ("received") carry the task's id and kwargs in their
+  ``data`` extra; the filter takes both ids from there.
+- Web: ``orders.services.order_place`` binds the new order's id; each request starts and ends
+  with an empty context (``request_started`` / ``request_finished``), so a reused thread never
+  carries the previous request's order.
+
+An ``extra={"order_id": ...}`` passed to a log call wins over the context.
+
+With JSON logs the Celery worker's startup banner (printed, not logged) is logged as one JSON
+line instead, so that the worker's output is JSON from its first line to its last.
+
+This module is imported by the logging configuration itself (the filter), so its Celery and
+Django signal receivers are connected in every process that configures logging.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.dispatch import receiver
+
+logger = logging.getLogger(__name__)
+
+_order_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("order_id", default=None)
+_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_id", default=None)
+_FIELDS = {"order_id": _order_id, "task_id": _task_id}
+
+
+def context_bind(*, order_id: int | None = None, task_id: str | None = None) -> None:
+    """Attach ids to every line logged from here on in this context (thread, task, request).
+
+    A request or a task clears them when it ends; elsewhere (a shell, a test) they stay until
+    ``context_clear()``. ``log_context()`` binds for a block only.
+    """
+    if order_id is not None:
+        _order_id.set(order_id)
+    if task_id is not None:
+        _task_id.set(task_id)
+
+
+def context_clear() -> None:
+    _order_id.set(None)
+    _task_id.set(None)
+
+
+@contextmanager
+def log_context(*, order_id: int | None = None, task_id: str | None = None) -> Iterator[None]:
+    """Bind ids for a block, restoring the previous ones afterwards."""
+    tokens = []
+    if order_id is not None:
+        tokens.append((_order_id, _order_id.set(order_id)))
+    if task_id is not None:
+        tokens.append((_task_id, _task_id.set(task_id)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds ``order_id`` and ``task_id`` to each record that has them in its context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, var in _FIELDS.items():
+            if getattr(record, name, None) is not None:
+                continue  # an explicit extra= wins
+            value = var.get()
+            if value is None:
+                value = _from_celery_data(record, name)
+            if value is not None:
+                setattr(record, name, value)
+        return True
+
+
+# How Celery shows a task's kwargs in its log lines (a repr), e.g. "{'order_id': 42}".
+_ORDER_ID_IN_KWARGS = re.compile(r"'order_id': (\d{1,18})[,}]")
+
+
+def _from_celery_data(record: logging.LogRecord, name: str) -> int | str | None:
+    """Celery logs its task lines with ``extra={"data": {"id": ..., "kwargs": "...", ...}}``."""
+    data = getattr(record, "data", None)
+    if not isinstance(data, dict):
+        return None
+    if name == "task_id":
+        return data["id"] if isinstance(data.get("id"), str) else None
+    kwargs = data.get("kwargs")
+    match = _ORDER_ID_IN_KWARGS.search(kwargs) if isinstance(kwargs, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _order_id_of(kwargs: dict | None) -> int | None:
+    value = (kwargs or {}).get("order_id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@task_prerun.connect
+def _task_started(task_id: str | None = None, kwargs: dict | None = None, **_: Any) -> None:
+    context_clear()
+    context_bind(task_id=task_id, order_id=_order_id_of(kwargs))
+
+
+@task_postrun.connect
+def _task_finished(**_: Any) -> None:
+    context_clear()
+
+
+@celeryd_after_setup.connect
+def _banner_as_json(sender: str | None = None, instance: Any = None, **_: Any) -> None:
+    """With JSON logs the worker's startup banner would be the one plain block: log it instead."""
+    if settings.LOG_FORMAT != "json" or instance is None:
+        return
+    instance.quiet = True  # what `celery --quiet` sets: no banner on stdout
+    logger.info(
+        "celery worker %s starting", sender, extra={"banner": instance.startup_info(artlines=False)}
+    )
+
+
+@receiver(request_started)
+def _request_started(**_: Any) -> None:
+    context_clear()
+
+
+@receiver(request_finished)
+def _request_finished(**_: Any) -> None:
+    context_clear()
