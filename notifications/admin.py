@@ -1,11 +1,12 @@
+from django import forms
 from django.contrib import admin
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from notifications import services
-from notifications.models import ConfirmationEmail
+from notifications import feedback, services
+from notifications.models import ConfirmationEmail, SuppressedAddress
 
 
 @admin.register(ConfirmationEmail)
@@ -62,3 +63,51 @@ class ConfirmationEmailAdmin(admin.ModelAdmin):
         # The email is shown as a document of its own, not run as part of the admin.
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return response
+
+
+class SuppressedAddressForm(forms.ModelForm):
+    class Meta:
+        model = SuppressedAddress
+        fields = ["email", "reason", "detail"]
+
+    def clean_email(self) -> str:
+        # Lowercased before the form's uniqueness check, as the service stores it.
+        return self.cleaned_data["email"].strip().lower()
+
+
+@admin.register(SuppressedAddress)
+class SuppressedAddressAdmin(admin.ModelAdmin):
+    """The suppression list: confirmation emails to these addresses are not sent.
+
+    Staff with the model's permissions add addresses and delete them (deleting unsuppresses:
+    the next email to the address is sent). Entries are not edited; writes go through
+    ``notifications.feedback``.
+    """
+
+    form = SuppressedAddressForm
+    list_display = ["email", "reason", "created_at", "short_detail"]
+    list_filter = ["reason", "created_at"]
+    search_fields = ["email"]
+    ordering = ["-created_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Detail")
+    def short_detail(self, obj: SuppressedAddress) -> str:
+        return (obj.detail[:80] + "…") if len(obj.detail) > 80 else obj.detail
+
+    def save_model(self, request, obj, form, change) -> None:
+        saved = feedback.suppression_add(
+            email=obj.email,
+            reason=obj.reason,
+            detail=obj.detail or f"added by {request.user.get_username()} in the admin",
+        )
+        obj.pk, obj.email, obj.created_at = saved.pk, saved.email, saved.created_at
+
+    def delete_model(self, request, obj) -> None:
+        feedback.suppression_remove(email=obj.email)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for email in queryset.values_list("email", flat=True):
+            feedback.suppression_remove(email=email)

@@ -6,4 +6,8 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from notifications import checks  # noqa: F401  registers the template check
+        # checks: the template check; metrics: counts sends, registers the queue-depth gauge.
+        from notifications import checks, metrics  # noqa: F401
+        from notifications.receivers import receivers_connect
+
+        receivers_connect()  # SES events (django-ses signals) -> notifications.feedback
