@@ -173,6 +173,33 @@ def dlq_messages(dlq_url: str = DLQ_URL) -> list[dict]:
     return [json.loads(base64.b64decode(body)) for body in dlq_bodies(dlq_url)]
 
 
+def dead_letter(order_id: int) -> str:
+    """Put the order's real confirmation message (as the app publishes it) straight into the
+    DLQ, as SQS would after maxReceiveCount failed receives. No worker may be running.
+    Returns its MessageId in the DLQ."""
+    from notifications import queue
+
+    def receive() -> list[dict]:
+        response = sqs().receive_message(
+            QueueUrl=settings.ORDER_QUEUE_URL,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=30,
+            MessageAttributeNames=["All"],
+        )
+        return response.get("Messages", [])
+
+    queue.confirmation_enqueue(order_id=order_id)
+    [message] = wait_for(receive, timeout=15, what=f"order {order_id}'s message on the queue")
+    attributes = message.get("MessageAttributes")
+    sent = sqs().send_message(
+        QueueUrl=DLQ_URL,
+        MessageBody=message["Body"],
+        **({"MessageAttributes": attributes} if attributes else {}),
+    )
+    sqs().delete_message(QueueUrl=settings.ORDER_QUEUE_URL, ReceiptHandle=message["ReceiptHandle"])
+    return sent["MessageId"]
+
+
 def sent_emails(to: str | None = None) -> list[dict]:
     """Emails the emulator's SES accepted (``/moto-api/data.json``), optionally to one address."""
     with urllib.request.urlopen(f"{settings.AWS_ENDPOINT_URL}/moto-api/data.json", timeout=5) as r:

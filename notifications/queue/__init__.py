@@ -1,0 +1,46 @@
+"""Amazon SQS: the only package of notifications that talks to SQS.
+
+- ``publish``: the confirmation task, by name, onto the predefined order queue (web, sweep).
+- ``stats``: the order queue's and its dead-letter queue's counts and settings.
+- ``dlq``: the dead-letter queue's messages: look, move back to the order queue, delete.
+- ``messages``: what a message says (task, order id), poison messages included.
+- ``pair``: the client, errors, and the queue pair (the DLQ named by the redrive policy).
+"""
+
+from notifications.queue.dlq import (
+    ACTION_HOLD_SECONDS,
+    PEEK_HOLD_SECONDS,
+    PEEK_MAX,
+    RECEIVE_WAIT_SECONDS,
+    DeadLetter,
+    DlqPass,
+    dlq_delete,
+    dlq_move_task_available,
+    dlq_move_task_start,
+    dlq_peek,
+    dlq_redrive,
+)
+from notifications.queue.messages import DecodedMessage, message_decode
+from notifications.queue.pair import QueueUnavailable
+from notifications.queue.publish import confirmation_enqueue
+from notifications.queue.stats import QueueStats, queue_stats
+
+__all__ = [
+    "ACTION_HOLD_SECONDS",
+    "PEEK_HOLD_SECONDS",
+    "PEEK_MAX",
+    "RECEIVE_WAIT_SECONDS",
+    "DeadLetter",
+    "DecodedMessage",
+    "DlqPass",
+    "QueueStats",
+    "QueueUnavailable",
+    "confirmation_enqueue",
+    "dlq_delete",
+    "dlq_move_task_available",
+    "dlq_move_task_start",
+    "dlq_peek",
+    "dlq_redrive",
+    "message_decode",
+    "queue_stats",
+]

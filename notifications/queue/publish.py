@@ -1,0 +1,27 @@
+"""Publishing confirmation tasks to the predefined SQS queue.
+
+Publishes by task name (``send_task``), so this module needs neither the task nor the
+services, and no import cycle can form.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import current_app
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def confirmation_enqueue(*, order_id: int) -> None:
+    """Put one confirmation task for the order on the order queue. The message holds ids only."""
+    current_app.send_task(
+        settings.CONFIRMATION_TASK_NAME,
+        kwargs={"order_id": order_id},
+        queue=settings.ORDER_QUEUE_NAME,
+        # The queue is predefined: declaring it would only cost a GetQueueAttributes call
+        # (and an IAM permission for the web role) per connection.
+        declare=[],
+    )
+    logger.info("queued confirmation email for order %s", order_id, extra={"order_id": order_id})
