@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench token worker clean
+.PHONY: install run test lint bench token manage worker clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: install
 ## Print an ID token for a demo customer while `make run` is up: make -s token EMAIL=bob@example.com
 token: install
 	@scripts/run-local.sh token $(or $(EMAIL),alice@example.com)
+
+## A management command against the running shop: make -s manage CMD="dlq_list"
+manage: install
+	@scripts/run-local.sh manage $(CMD)
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 staticfiles

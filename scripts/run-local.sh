@@ -2,12 +2,14 @@
 # `make run`: the whole shop on this machine, with moto's server playing AWS.
 #   scripts/run-local.sh          emulator + migrate + provision + demo data + web + worker
 #   scripts/run-local.sh token E  print a fresh ID token for demo customer E (shop running)
+#   scripts/run-local.sh manage C  run manage.py C against the running shop's emulator
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
 MOTO_PORT=${MOTO_PORT:-5055}
 WEB_PORT=${WEB_PORT:-8000}
+WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9808}
 mkdir -p var
 
 # Local-only configuration: the emulator, dummy credentials, short retry waits.
@@ -23,10 +25,14 @@ export MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY=HASH
 # Written by provisioning: ORDER_QUEUE_URL, COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID.
 ENV_FILE=var/local-aws.env
 
-if [[ "${1:-}" == "token" ]]; then
+if [[ "${1:-}" == "token" || "${1:-}" == "manage" ]]; then
   [[ -f $ENV_FILE ]] || { echo "run 'make run' first (no $ENV_FILE)" >&2; exit 1; }
   set -a; . "$ENV_FILE"; set +a
-  exec "$PY" manage.py demo_token "${2:-alice@example.com}"
+  if [[ "$1" == "token" ]]; then
+    exec "$PY" manage.py demo_token "${2:-alice@example.com}"
+  fi
+  shift
+  exec "$PY" manage.py "$@"
 fi
 
 pids=()
@@ -51,16 +57,23 @@ else
 fi
 
 "$PY" manage.py migrate --noinput
-"$PY" manage.py provision_aws --env-file "$ENV_FILE"
+# --order-events: the OrderPlaced topic and a demo queue subscribed to it (README).
+"$PY" manage.py provision_aws --order-events --env-file "$ENV_FILE"
 set -a; . "$ENV_FILE"; set +a
 "$PY" manage.py load_demo_products
 "$PY" manage.py dev_admin
 
+# Prometheus multiprocess mode: one directory per service, emptied at each start.
+rm -rf var/metrics
+mkdir -p var/metrics/web var/metrics/worker
+
 echo "starting the web server on http://127.0.0.1:$WEB_PORT (log var/web.log)"
-"$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload >var/web.log 2>&1 &
+PROMETHEUS_MULTIPROC_DIR=var/metrics/web \
+  "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload >var/web.log 2>&1 &
 pids+=($!)
 echo "starting the Celery worker (log var/worker.log)"
-.venv/bin/celery -A shop worker --loglevel INFO --concurrency 2 >var/worker.log 2>&1 &
+PROMETHEUS_MULTIPROC_DIR=var/metrics/worker WORKER_METRICS_PORT=$WORKER_METRICS_PORT \
+  .venv/bin/celery -A shop worker --loglevel INFO --concurrency 2 >var/worker.log 2>&1 &
 pids+=($!)
 
 echo "starting the confirmation sweep, every 60 s (log var/sweep.log)"
@@ -78,6 +91,8 @@ The shop is up.
   Admin:    http://127.0.0.1:$WEB_PORT/admin/  (admin / admin)
   API docs: http://127.0.0.1:$WEB_PORT/api/docs/
   Emulator: $AWS_ENDPOINT_URL  (sent mail: $AWS_ENDPOINT_URL/moto-api/data.json)
+  Metrics:  http://127.0.0.1:$WEB_PORT/metrics (web, queue depth)
+            http://127.0.0.1:$WORKER_METRICS_PORT/metrics (worker: emails sent, failed attempts)
 
 In another terminal, in this directory, place an order as the demo customer whose address
 is verified in SES (alice@example.com):
@@ -94,6 +109,11 @@ Then see the email:  curl -s $AWS_ENDPOINT_URL/moto-api/data.json | python3 -m j
 The same with EMAIL=bob@example.com: his address is not verified in the SES sandbox, so the
 email is refused, retried ($CONFIRMATION_RETRY_DELAYS s apart) and, after 3 tries, the message
 is in the dead-letter queue: see the worker log (var/worker.log) and the order in the admin.
+Then fix it as an operator would (README "Operating the shop"):
+
+  make -s manage CMD="dlq_list"                      # or Admin > Operations > Dead-letter queue
+  make -s manage CMD="ses_verify bob@example.com"    # verify the address in SES
+  make -s manage CMD="dlq_redrive"                   # or "Redrive all" on the admin page
 
 Logs: var/web.log, var/worker.log, var/sweep.log, var/moto.log.  Ctrl-C stops everything.
 MSG

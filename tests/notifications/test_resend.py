@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import call_command
+from kombu import pools as kombu_pools
 
 from notifications import services
 from notifications.models import (
@@ -42,6 +43,16 @@ def _order(email: str = "alice@example.com") -> Order:
 
 def _kinds(order: Order) -> list[str]:
     return [event.kind for event in services.confirmation_history(order_id=order.pk)]
+
+
+def _celery_pools_drop() -> None:
+    """Close and forget Celery's connection and producer pools (as after a fork)."""
+    app = current_app._get_current_object()
+    kombu_pools.reset()  # closes and forgets kombu's process-wide connection/producer pools
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 @pytest.fixture
@@ -156,18 +167,22 @@ def test_resend_while_sqs_is_down_leaves_the_email_pending_for_the_sweep(queues,
     order = _order()
     out = io.StringIO()
     # kombu's SQS client follows boto3's own variable: point it at a closed port.
+    # Celery's connection and producer pools are dropped
+    # before and after, so that the publish connects anew to the endpoint of the moment.
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    current_app.pool.force_close_all()
+    _celery_pools_drop()
     try:
         with pytest.raises(SystemExit):
             call_command("resend_confirmation", str(order.pk), stdout=out)
     finally:
         monkeypatch.undo()
-        current_app.pool.force_close_all()
+        _celery_pools_drop()
     assert "FAILED to queue" in out.getvalue()
     record = ConfirmationEmail.objects.get(order=order)
     assert record.status == EmailStatus.PENDING
     assert record.queued_at is None  # the sweep's criterion
+    # ...and publishing works again afterwards.
+    assert services.confirmation_publish(order_id=order.pk) is True
 
 
 @pytest.mark.django_db
