@@ -39,6 +39,8 @@ def describe(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = " ".join(str(error.get("Message", "")).split())[:200]
+        if message.startswith("<"):  # an HTML error page (the emulator's 500s), not a reason
+            message = f"HTTP {status}"
         return f"{error.get('Code') or status}: {message}".rstrip(": ")
     return str(exc)[:300]
 
