@@ -34,6 +34,14 @@ class OrderLineInline(admin.TabularInline):
         return False
 
 
+class EmailStatusFilter(admin.ChoicesFieldListFilter):
+    """The confirmation email's status, titled apart from the order's own status filter."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "email status"
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
@@ -45,7 +53,7 @@ class OrderAdmin(admin.ModelAdmin):
         "email_status",
         "created_at",
     ]
-    list_filter = ["status", "confirmation_email__status", "created_at"]
+    list_filter = ["status", ("confirmation_email__status", EmailStatusFilter), "created_at"]
     search_fields = ["customer_email", "customer_id", "lines__sku"]
     search_help_text = "Order number, customer email, customer id or SKU."
     date_hierarchy = "created_at"
