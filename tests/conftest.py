@@ -13,6 +13,17 @@ from rest_framework.test import APIClient
 
 from orders.models import Product
 from shop import cognito, provisioning
+from tests.pipeline import DLQ_URL, drain
+
+
+@pytest.fixture
+def queues():
+    """The session's order queue and its DLQ, empty before and after the test."""
+    drain(settings.ORDER_QUEUE_URL)
+    drain(DLQ_URL)
+    yield
+    drain(settings.ORDER_QUEUE_URL)
+    drain(DLQ_URL)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -25,8 +24,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
-
-from tests.pipeline import DLQ_URL, drain
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -162,16 +159,6 @@ def browser(chromium, live_server, tmp_path):
         yield Browser(driver, live_server.url, shots)
     finally:
         driver.quit()
-
-
-@pytest.fixture
-def queues():
-    """The session's order queue and its DLQ, empty before and after the test."""
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
-    yield
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,20 +1,10 @@
-"""End-to-end fixtures: fresh queues, and real worker processes that stop with the test."""
+"""End-to-end fixtures: real worker processes that stop with the test (queues: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
-from tests.pipeline import DLQ_URL, Worker, drain
-
-
-@pytest.fixture
-def queues():
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
-    yield
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
+from tests.pipeline import Worker
 
 
 @pytest.fixture
