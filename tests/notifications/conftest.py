@@ -1,4 +1,4 @@
-"""End-to-end fixtures: real worker processes that stop with the test (queues: tests/conftest.py)."""
+"""End-to-end fixtures: real worker processes that stop with the test (queues: tests/conftest)."""
 
 from __future__ import annotations
 
