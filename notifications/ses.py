@@ -15,6 +15,7 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django_ses import SESBackend
 
 from shop import aws
 
@@ -111,11 +112,16 @@ _backends: dict[tuple[str, str], object] = {}
 
 
 def _mail_backend():
-    """One django-ses backend (and so one boto3 client) per process, not one per email."""
+    """One django-ses backend per process, not one per email, sending with the process's SES
+    client from ``shop.aws`` (its timeouts and retries) instead of a second one of its own."""
     key = (settings.EMAIL_BACKEND, settings.AWS_SES_ENDPOINT_URL)
     with _cache_lock:
         if key not in _backends:
-            _backends[key] = get_connection(settings.EMAIL_BACKEND)
+            backend = get_connection(settings.EMAIL_BACKEND)
+            if isinstance(backend, SESBackend):
+                use_v2 = getattr(settings, "USE_SES_V2", False)
+                backend.connection = aws.client("sesv2" if use_v2 else "ses")
+            _backends[key] = backend
         return _backends[key]
 
 

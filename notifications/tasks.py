@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import task_received
+from celery.signals import task_postrun, task_prerun, task_received
 from django.conf import settings
+from django.db import close_old_connections
 
 from notifications import services
 
@@ -32,6 +33,21 @@ def _pass_receive_count(sender=None, request=None, **kwargs) -> None:
     count = attributes.get("ApproximateReceiveCount")
     if count is not None:
         request.request_dict[RECEIVE_COUNT_HEADER] = int(count)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_tidy(sender=None, **kwargs) -> None:
+    """Django's per-request rule around each task: keep the database connection for
+    ``CONN_MAX_AGE``, replace a broken one (health-checked before reuse).
+
+    Celery's Django fixup would close it after every task instead (a new PostgreSQL connection
+    per email) unless ``CELERY_DB_REUSE_MAX`` is set, as settings do. Eager calls run inside
+    the caller's transaction (tests): left alone, as Celery's fixup leaves them.
+    """
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    close_old_connections()
 
 
 @shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True)

@@ -100,6 +100,11 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Persistent connections (seconds; 0: a new one per request). Opening a PostgreSQL connection
+# cost more than the rest of a small API request (bench/http_bench.py, README "Performance").
+# Checked before reuse, so a connection the server dropped is replaced, not an error.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
 # Tests that start a worker or a web server as another process need a database that process
 # can open: a file, not SQLite's default in-memory test database.
 # (One file per test run, so that two runs on one checkout do not share it.)
@@ -385,6 +390,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the database connection after every task unless this is set
+# (then after every 1000): a new PostgreSQL connection per email. Reuse follows
+# DATABASE_CONN_MAX_AGE and health checks instead, as for web requests (notifications.tasks).
+CELERY_DB_REUSE_MAX = 1000
 # Must stay below the queue's VisibilityTimeout (README explains why).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=20)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=25)
