@@ -20,6 +20,7 @@ from django.core.validators import validate_email
 from jwt import PyJWK, PyJWKClient, PyJWKClientError
 
 from shop import aws
+from shop.metrics import JWKS_FETCHES
 
 
 class InvalidToken(Exception):
@@ -28,6 +29,12 @@ class InvalidToken(Exception):
 
 class KeysUnavailable(Exception):
     """The JWKS endpoint could not be read and no key is cached for the token's kid."""
+
+
+#: Verified tokens a process remembers (about 1 KB each), so that it checks a customer's
+#: token once, not on every request (a signature check and every claim cost more than the
+#: rest of a small API request: bench/http_bench.py).
+VERIFIED_TOKENS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,22 @@ class KeySet:
         self._keys: dict[str, PyJWK] = {}
         self._last_attempt: float | None = None
         self._lock = threading.Lock()
+        # Tokens that passed every check, with whom they name and their `exp`: a customer
+        # sends the same ID token with each request for up to an hour.
+        self._verified: dict[tuple, tuple[IdentityClaims, float]] = {}
+
+    def verified(self, check: tuple, *, leeway: float) -> IdentityClaims | None:
+        """Claims of a token that passed the same ``check`` before and has not expired since."""
+        found = self._verified.get(check)
+        if found is None or time.time() >= found[1] + leeway:
+            return None
+        return found[0]
+
+    def verified_remember(self, check: tuple, claims: IdentityClaims, *, exp: float) -> None:
+        with self._lock:
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.pop(next(iter(self._verified)))  # the oldest
+            self._verified[check] = (claims, exp)
 
     def signing_key(self, kid: str) -> PyJWK:
         with self._lock:
@@ -64,6 +87,7 @@ class KeySet:
                 raise KeysUnavailable("the token signing keys could not be fetched recently")
             self._last_attempt = now
             self.fetch_count += 1
+            JWKS_FETCHES.inc()
             try:
                 jwk_set = self._client.get_jwk_set()
             except PyJWKClientError as exc:
@@ -102,9 +126,22 @@ def id_token_verify(*, token: str) -> IdentityClaims:
     RS256 only, a key of the pool's JWKS, ``iss`` the pool's issuer, ``aud`` our app client,
     ``token_use == "id"``, ``exp`` in the future and ``iat`` not in it (leeway at most 30 s),
     ``email`` present and well-formed and, unless disabled, ``email_verified`` true.
+    A token that passed is remembered by the key set until it expires (``exp`` plus the
+    leeway): the same token again is a lookup, not a second signature check.
     """
     if not settings.COGNITO_USER_POOL_ID or not settings.COGNITO_APP_CLIENT_ID:
         raise KeysUnavailable("Cognito is not configured (COGNITO_USER_POOL_ID/APP_CLIENT_ID)")
+    keys = key_set()
+    leeway = min(settings.COGNITO_LEEWAY_SECONDS, 30)
+    check = (
+        token,
+        settings.COGNITO_ISSUER,
+        settings.COGNITO_APP_CLIENT_ID,
+        settings.COGNITO_REQUIRE_EMAIL_VERIFIED,
+    )
+    known = keys.verified(check, leeway=leeway)
+    if known is not None:
+        return known
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -114,7 +151,7 @@ def id_token_verify(*, token: str) -> IdentityClaims:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise InvalidToken("token has no key id")
-    key = key_set().signing_key(kid)
+    key = keys.signing_key(kid)
     try:
         claims = jwt.decode(
             token,
@@ -122,7 +159,7 @@ def id_token_verify(*, token: str) -> IdentityClaims:
             algorithms=["RS256"],
             audience=settings.COGNITO_APP_CLIENT_ID,
             issuer=settings.COGNITO_ISSUER,
-            leeway=min(settings.COGNITO_LEEWAY_SECONDS, 30),
+            leeway=leeway,
             options={"require": ["exp", "iat", "iss", "aud", "sub", "token_use"]},
         )
     except jwt.PyJWTError as exc:
@@ -144,7 +181,9 @@ def id_token_verify(*, token: str) -> IdentityClaims:
         "true",
     ):
         raise InvalidToken("token's email is not verified")
-    return IdentityClaims(customer_id=subject, email=email)
+    identity = IdentityClaims(customer_id=subject, email=email)
+    keys.verified_remember(check, identity, exp=float(claims["exp"]))
+    return identity
 
 
 class SignInFailed(Exception):

@@ -64,6 +64,11 @@ CONFIRMATION_ATTEMPTS_FAILED = Counter(
     "Failed attempts to send an order confirmation email (SQS retries them), by reason.",
     ["reason"],
 )
+JWKS_FETCHES = Counter(
+    "shop_cognito_jwks_fetches",
+    "Fetches of the Cognito key set (JWKS): one per web process, plus one per unknown key id "
+    "at most every COGNITO_JWKS_MIN_REFETCH_SECONDS.",
+)
 #: refused: SES, or the sandbox rule, refused the recipient; ses_error: SES unreachable or
 #: erroring; time_limit: the task's time limit; other: anything else (rendering, database).
 FAILURE_REASONS = ("refused", "ses_error", "time_limit", "other")
