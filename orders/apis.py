@@ -17,7 +17,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from orders import selectors, services
-from orders.serializers import OrderInputSerializer, OrderOutputSerializer, ProductSerializer
+from orders.serializers import (
+    CustomerOutputSerializer,
+    OrderInputSerializer,
+    OrderOutputSerializer,
+    ProductSerializer,
+)
 from shop.api import ConflictErrorResponseSerializer, UnprocessableErrorResponseSerializer
 
 
@@ -33,6 +38,17 @@ class ProductListApi(ListModelMixin, GenericAPIView):
 
     def get(self, request, *args, **kwargs):
         return self.list(request, *args, **kwargs)
+
+
+class MeApi(GenericAPIView):
+    serializer_class = CustomerOutputSerializer
+
+    @extend_schema(summary="Who the token names, and how many orders they have placed.")
+    def get(self, request, *args, **kwargs):
+        customer = request.user
+        count = selectors.order_count_for_customer(customer_id=customer.customer_id)
+        data = {"id": customer.customer_id, "email": customer.email, "order_count": count}
+        return Response(CustomerOutputSerializer(data).data)
 
 
 class OrderPlacementThrottle(UserRateThrottle):
@@ -125,7 +141,7 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView):
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
     def _represent(self, order) -> dict:
-        order = get_object_or_404(self.get_queryset(), pk=order.pk)
+        # The new order as saved: its lines and email record are in memory (no query).
         return OrderOutputSerializer(order).data
 
 

@@ -102,6 +102,12 @@ class OrderLineOutputSerializer(serializers.ModelSerializer):
         fields = ["sku", "name", "quantity", "unit_price", "line_total"]
 
 
+class CustomerOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The customer's id: the ID token's `sub`.")
+    email = serializers.EmailField()
+    order_count = serializers.IntegerField(min_value=0)
+
+
 class ConfirmationEmailOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     sent_at = serializers.DateTimeField(allow_null=True)

@@ -9,7 +9,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
 from notifications.services import confirmation_request
@@ -130,8 +130,16 @@ def order_place(
         for line in order_lines:
             line.order = order
         OrderLine.objects.bulk_create(order_lines)
-        for sku, quantity in sorted(wanted.items(), key=lambda item: products[item[0]].pk):
-            Product.objects.filter(pk=products[sku].pk).update(stock=F("stock") - quantity)
+        _lines_remember(order, order_lines)
+        # One UPDATE for all lines (the rows are locked above): as many queries for 50 lines
+        # as for one.
+        taken = Case(
+            *[When(pk=products[sku].pk, then=Value(n)) for sku, n in wanted.items()],
+            output_field=PositiveIntegerField(),
+        )
+        Product.objects.filter(pk__in=[products[sku].pk for sku in wanted]).update(
+            stock=F("stock") - taken
+        )
         confirmation_request(order=order)
         transaction.on_commit(ORDERS_PLACED.inc)
         if settings.ORDER_EVENTS_TOPIC_ARN:
@@ -145,6 +153,17 @@ def order_place(
                 )
             )
     return order
+
+
+def _lines_remember(order: Order, lines: list[OrderLine]) -> None:
+    """Make ``order.lines.all()`` the lines just saved, without reading them back.
+
+    What ``prefetch_related`` stores, so the API's answer for a new order costs no query.
+    """
+    saved = OrderLine.objects.filter(order=order)
+    saved._result_cache = lines
+    saved._prefetch_done = True
+    order._prefetched_objects_cache = {"lines": saved}
 
 
 def order_place_idempotently(
