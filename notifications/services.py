@@ -45,11 +45,43 @@ def confirmation_request(*, order: Order) -> ConfirmationEmail:
     """Record the order's confirmation email and queue it once the transaction commits.
 
     Called inside the order's transaction: if it rolls back, neither the record nor the
-    message exists.
+    message exists. The record is written already marked queued (``queued_at`` and a
+    ``queued`` entry in its history), so that a published order costs no write after its
+    commit; a publish that fails takes the mark back (``_publish_failed``), and one that never
+    ran (the process died right after the commit) leaves a record ``confirmation_sweep``
+    re-publishes once ``queued_at`` is older than its cut-off.
     """
-    notification = ConfirmationEmail.objects.create(order=order, status=EmailStatus.PENDING)
-    transaction.on_commit(lambda: confirmation_publish(order_id=order.pk))
+    queued_at = timezone.now()
+    notification = ConfirmationEmail.objects.create(
+        order=order, status=EmailStatus.PENDING, queued_at=queued_at
+    )
+    event = EmailEvent.objects.create(
+        notification=notification, kind=EmailEventKind.QUEUED, created_at=queued_at
+    )
+
+    def publish() -> None:
+        if not _enqueue(order_id=order.pk):
+            _publish_failed(notification_id=notification.pk, event_id=event.pk, at=queued_at)
+            notification.queued_at = None
+
+    transaction.on_commit(publish)
     return notification
+
+
+def _enqueue(*, order_id: int) -> bool:
+    try:
+        queue.confirmation_enqueue(order_id=order_id)
+    except Exception:
+        logger.exception("could not queue the confirmation of order %s; the sweep will", order_id)
+        return False
+    return True
+
+
+def _publish_failed(*, notification_id: int, event_id: int, at: datetime) -> None:
+    """Take back the "queued" mark of a publish that failed: the sweep's criterion."""
+    with transaction.atomic():
+        ConfirmationEmail.objects.filter(pk=notification_id, queued_at=at).update(queued_at=None)
+        EmailEvent.objects.filter(pk=event_id).delete()
 
 
 def confirmation_publish(*, order_id: int) -> bool:
@@ -61,13 +93,11 @@ def confirmation_publish(*, order_id: int) -> bool:
     """
     # Taken before the publish: a fast worker may record its attempt before this returns.
     queued_at = timezone.now()
-    try:
-        queue.confirmation_enqueue(order_id=order_id)
-    except Exception:
-        logger.exception("could not queue the confirmation of order %s; the sweep will", order_id)
+    if not _enqueue(order_id=order_id):
         return False
-    ConfirmationEmail.objects.filter(order_id=order_id).update(queued_at=queued_at)
-    confirmation_event_record(order_id=order_id, kind=EmailEventKind.QUEUED, at=queued_at)
+    with transaction.atomic():
+        ConfirmationEmail.objects.filter(order_id=order_id).update(queued_at=queued_at)
+        confirmation_event_record(order_id=order_id, kind=EmailEventKind.QUEUED, at=queued_at)
     return True
 
 

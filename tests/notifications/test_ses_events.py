@@ -334,7 +334,7 @@ def test_delivery_marks_the_email_delivered(client, fake_sns):
 
     record = record_of(order)
     assert record.status == EmailStatus.DELIVERED
-    assert kinds(order) == ["sent", "delivered"]
+    assert kinds(order) == ["queued", "sent", "delivered"]
     assert "250 2.6.0 Message received" in record.events.last().detail
     assert not SuppressedAddress.objects.filter(email=to).exists()
     assert fake_sns.requests == [PEM_PATH]  # the certificate, fetched once
@@ -351,7 +351,7 @@ def test_permanent_bounce_suppresses_the_address_and_the_next_email_is_not_sent(
     record = record_of(order)
     assert record.status == EmailStatus.BOUNCED
     assert "550 5.1.1 user unknown" in record.last_error
-    assert kinds(order) == ["sent", "bounced"]
+    assert kinds(order) == ["queued", "sent", "bounced"]
     assert "Permanent/General" in record.events.last().detail
     suppression = SuppressedAddress.objects.get(email=to)  # lowercased
     assert suppression.reason == "bounce"
@@ -380,7 +380,7 @@ def test_a_delivery_arriving_after_the_bounce_does_not_undo_it(client, fake_sns)
     assert post(client, notification(fake_sns, delivery_event(message_id, to))) == 200
 
     assert record_of(order).status == EmailStatus.BOUNCED
-    assert kinds(order) == ["sent", "bounced", "delivered"]  # still in the history
+    assert kinds(order) == ["queued", "sent", "bounced", "delivered"]  # still in the history
 
 
 def test_complaint_marks_complained_and_suppresses(client, fake_sns):
@@ -391,7 +391,7 @@ def test_complaint_marks_complained_and_suppresses(client, fake_sns):
     assert post(client, notification(fake_sns, complaint_notification(message_id, to))) == 200
 
     assert record_of(order).status == EmailStatus.COMPLAINED
-    assert kinds(order) == ["sent", "delivered", "complained"]
+    assert kinds(order) == ["queued", "sent", "delivered", "complained"]
     assert "feedback type abuse" in record_of(order).events.last().detail
     assert SuppressedAddress.objects.get(email=to).reason == "complaint"
 
@@ -405,7 +405,7 @@ def test_reject_marks_the_email_failed(client, fake_sns):
     record = record_of(order)
     assert record.status == EmailStatus.FAILED
     assert record.last_error == "SES rejected the email: Bad content"
-    assert kinds(order) == ["sent", "rejected"]
+    assert kinds(order) == ["queued", "sent", "rejected"]
     assert not SuppressedAddress.objects.exists()
 
 
@@ -440,7 +440,7 @@ def test_transient_bounce_after_a_delivery_is_history_only(client, fake_sns):
     assert post(client, notification(fake_sns, event)) == 200
 
     assert record_of(order).status == EmailStatus.DELIVERED
-    assert kinds(order) == ["sent", "delivered", "bounced"]
+    assert kinds(order) == ["queued", "sent", "delivered", "bounced"]
 
 
 def test_the_same_sns_message_twice_has_one_effect(client, fake_sns):
@@ -451,7 +451,7 @@ def test_the_same_sns_message_twice_has_one_effect(client, fake_sns):
     assert post(client, message) == 200
     assert post(client, message) == 200
 
-    assert kinds(order) == ["sent", "bounced"]
+    assert kinds(order) == ["queued", "sent", "bounced"]
     assert SuppressedAddress.objects.filter(email=to).count() == 1
 
     # Another SNS message about the same bounce (SES sends at least once, too) is no crash.
@@ -496,7 +496,7 @@ def test_unknown_message_id_is_ignored_with_a_log_line(client, fake_sns, caplog)
     assert post(client, notification(fake_sns, event)) == 200
 
     assert record_of(order).status == EmailStatus.SENT
-    assert kinds(order) == ["sent"]
+    assert kinds(order) == ["queued", "sent"]
     assert not SuppressedAddress.objects.exists()
     assert "unknown message id 0100018f-not-ours-000000" in caplog.text
 
@@ -508,7 +508,7 @@ def test_event_types_we_do_not_use_are_accepted_and_ignored(client, fake_sns):
 
     assert post(client, notification(fake_sns, event)) == 200
 
-    assert kinds(order) == ["sent"]
+    assert kinds(order) == ["queued", "sent"]
 
 
 # --- signatures, certificates, topics --------------------------------------------------------
@@ -521,7 +521,7 @@ def test_a_tampered_message_is_refused_and_changes_nothing(client, fake_sns):
     assert post(client, forged) == 400
 
     assert record_of(order).status == EmailStatus.SENT
-    assert kinds(order) == ["sent"]
+    assert kinds(order) == ["queued", "sent"]
     assert not SuppressedAddress.objects.exists()
 
 

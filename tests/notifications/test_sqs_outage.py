@@ -52,6 +52,7 @@ def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
     notification = ConfirmationEmail.objects.get(order=order)
     assert notification.status == "pending"
     assert notification.queued_at is None
+    assert not notification.events.exists()  # the "queued" mark written with the order, taken back
     assert Product.objects.get(sku="MUG").stock == 4
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0
     assert "could not queue the confirmation of order" in web_without_sqs.log.read_text()
