@@ -1,16 +1,20 @@
 """Rendering of the order-confirmation email (HTML and plain text) with pybars3 (Handlebars).
 
-Templates live in ``templates/emails/``. Each is compiled once per process, on first use, and
-checked first: pybars3 silently drops everything after an unclosed block or ``{{``, so a broken
-template raises ``TemplateError`` instead of sending a truncated email. Helpers are registered
-once, in ``HELPERS``. The plain-text part is rendered without HTML escaping.
+Templates live in ``templates/emails/``. Each is compiled once per process, on first use (or by
+the system check, before a Celery worker forks its pool), and checked first: pybars3 silently
+drops everything after an unclosed block or ``{{``, so a broken template raises
+``TemplateError`` instead of sending a truncated email. Helpers are registered once, in
+``HELPERS``. The plain-text part is rendered without HTML escaping.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -21,6 +25,8 @@ from django.conf import settings
 from pybars import Compiler, PybarsError, strlist
 
 from orders.models import Order
+
+logger = logging.getLogger(__name__)
 
 HTML_TEMPLATE = "order_confirmation.hbs"
 TEXT_TEMPLATE = "order_confirmation.txt.hbs"
@@ -157,14 +163,18 @@ def _compile(*, path: Path) -> Template:
     if problems:
         raise TemplateError(f"{path.name}: " + "; ".join(problems))
     try:
-        return Compiler().compile(source)
+        template = Compiler().compile(source)
     except PybarsError as exc:
         raise TemplateError(f"{path.name}: {exc}") from exc
+    _compilations[(os.getpid(), path.name)] += 1
+    return template
 
 
-@functools.cache
-def _template_cached(path: Path) -> Template:
-    return _compile(path=path)
+_compiled: dict[Path, Template] = {}
+# Compilations per (pid, template name). A forked pool child inherits its parent's entries,
+# so it can tell what it compiled itself from what its parent compiled for it.
+_compilations: Counter[tuple[int, str]] = Counter()
+_announced: set[tuple[int, Path]] = set()
 
 
 def template_compiled(*, name: str) -> Template:
@@ -173,17 +183,33 @@ def template_compiled(*, name: str) -> Template:
     A template that fails its check raises ``TemplateError`` here, on every use (errors are
     not cached).
     """
+    path = _templates_dir() / name
     with _compile_lock:
-        return _template_cached(_templates_dir() / name)
+        if path not in _compiled:
+            _compiled[path] = _compile(path=path)
+        if (pid := os.getpid(), path) not in _announced:
+            # Once per process and template (logged at its first use, never at start-up).
+            _announced.add((pid, path))
+            parent = os.getppid()
+            logger.info(
+                "email template %s in use in pid %d: compiled %d time(s) here, "
+                "%d in parent pid %d",
+                name, pid, _compilations[(pid, name)], _compilations[(parent, name)], parent,
+            )  # fmt: skip
+        return _compiled[path]
 
 
 def templates_check() -> list[str]:
-    """Problems of every ``*.hbs`` under ``templates/emails/`` (structure, then syntax)."""
+    """Problems of every ``*.hbs`` under ``templates/emails/`` (structure, then syntax).
+
+    Templates that pass are kept as compiled, if the process has none yet: a Celery worker
+    runs the system checks before it forks its pool, so the pool's children compile nothing.
+    """
     problems: list[str] = []
     for path in sorted(_templates_dir().glob("*.hbs")):
         try:
             with _compile_lock:
-                _compile(path=path)
+                _compiled.setdefault(path, _compile(path=path))
         except TemplateError as exc:
             problems.append(str(exc))
     return problems
