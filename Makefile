@@ -29,8 +29,9 @@ lint: install
 	$(BIN)/cfn-lint infra/shop.yaml
 	$(BIN)/hadolint Dockerfile
 
+## Benchmarks (PostgreSQL, the emulator, gunicorn, workers): make bench [BENCH_SIZE=tiny]
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --size $(or $(BENCH_SIZE),full)
 
 ## Print an ID token for a demo customer while `make run` is up: make -s token EMAIL=bob@example.com
 token: install

@@ -1,7 +1,7 @@
-"""Benchmarks: email rendering, ID-token verification, order placement, peak memory.
+"""Micro-benchmarks in one process: email rendering, ID-token verification, order_place.
 
-Prints figures and asserts nothing (timing lives here, never in pass/fail tests). No server,
-no network: the Cognito key is pre-loaded and the SQS publish is a no-op. See bench/README.md.
+No server, no network: the Cognito key is pre-loaded and the SQS publish is a no-op; a
+throwaway SQLite file. Part of ``make bench`` (``bench/run.py``); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 DB_PATH = Path(f"/tmp/shop-bench-{os.getpid()}.sqlite3")
 WARMUP = 10  # untimed calls before each timed loop
-RENDERS, TOKEN_CALLS, ORDERS = 2000, 2000, 300
+SIZES = {"full": (2000, 2000, 300), "tiny": (50, 50, 20)}
+RENDERS, TOKEN_CALLS, ORDERS = SIZES["full"]
 KID = "bench-key"
 
 Row = tuple[str, float | int, str]
@@ -152,18 +153,13 @@ def peak_memory_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def table_print(rows: list[Row]) -> None:
-    width = max(len(label) for label, _, _ in rows)
-    print(f"{'figure':<{width}}  {'value':>10}  unit")
-    for label, value, unit in rows:
-        shown = f"{value:d}" if isinstance(value, int) else f"{value:.3f}"
-        print(f"{label:<{width}}  {shown:>10}  {unit}")
+def run(*, size: str, log_dir: Path) -> list:
+    """The micro figures, as rows of the benchmark table (``bench.common.Figure``)."""
+    global RENDERS, TOKEN_CALLS, ORDERS
+    from bench.common import Figure
 
-
-def main() -> int:
-    started = time.perf_counter()
+    RENDERS, TOKEN_CALLS, ORDERS = SIZES[size]
     environment_set()
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -176,13 +172,11 @@ def main() -> int:
         for path in DB_PATH.parent.glob(DB_PATH.name + "*"):  # the file and any -journal
             path.unlink()
     rows.append(("process: peak RSS (ru_maxrss)", peak_memory_mib(), "MiB"))
-    rows.append(("process: runtime (after interpreter start)", time.perf_counter() - started, "s"))
-    print(f"shop bench: Python {sys.version.split()[0]}, Django {django.get_version()}, SQLite")
-    print(f"every timed loop follows {WARMUP} untimed warm-up calls; no server, no network")
-    print("orders: publish not included (notifications.queue.confirmation_enqueue is a no-op)\n")
-    table_print(rows)
-    return 0
+    note = "one process, SQLite, no network; order_place without its SQS publish"
+    return [Figure("0 micro", label, value, unit, note=note) for label, value, unit in rows]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(ROOT))
+    for figure in run(size=(sys.argv[1:2] or ["full"])[0], log_dir=Path("/tmp")):
+        print(f"{figure.name:<55} {figure.value:>12.3f} {figure.unit}")

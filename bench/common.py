@@ -1,0 +1,233 @@
+"""What the benchmarks share: the stack they run against, child processes, and figures.
+
+``Stack`` starts the parts a benchmark needs, each on loopback and each its own: a moto
+server (SQS, SES, Cognito) on a free port, provisioned like ``make run`` provisions (queue
+pair, Cognito pool with demo customers, SES identities), and a PostgreSQL database of its own
+on the machine's server (migrated). ``Stack.env`` is the environment for the shop's processes
+(production settings: DEBUG off). Nothing of a developer's ``make run`` or a test run is
+touched. Everything is stopped and dropped on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+MOTO_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY": "HASH",
+    "MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY": "HASH",
+}
+
+
+@dataclass
+class Figure:
+    """One row of the table: a measured value, and its target where the issue sets one."""
+
+    group: str  # "1 requests", "3 worker throughput", ...
+    name: str
+    value: float | int | None
+    unit: str = ""
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class Child:
+    """A process of the stack, in its own process group, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+class Stack:
+    """The emulator and a PostgreSQL database of the benchmark's own; see the module doc."""
+
+    def __init__(self, *, log_dir: Path, name: str = "bench", visibility_timeout: int = 30):
+        self.log_dir = log_dir
+        self.name = name
+        self.visibility_timeout = visibility_timeout
+        self.children: list[Child] = []
+        self.env: dict[str, str] = {}
+        self.database = f"shop_{name}_{os.getpid()}"
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._emulator()
+            self._database()
+            self._provision()
+            self.manage("migrate", "--noinput", "-v", "0")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        self._database_drop()
+
+    def _emulator(self) -> None:
+        port = free_port()
+        self.aws_url = f"http://127.0.0.1:{port}"
+        moto = Child(
+            "moto",
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            {**os.environ, **MOTO_ENV},
+            self.log_dir,
+        )
+        self.children.append(moto)
+        wait_for(lambda: http_ok(f"{self.aws_url}/moto-api/"), timeout=30, what="moto server")
+
+    def _database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        self.database_url = f"{base}/{self.database}"
+
+    def _database_drop(self) -> None:
+        if not getattr(self, "database_url", None):
+            return
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        self.database_url = ""
+
+    def _provision(self) -> None:
+        from shop import provisioning
+
+        os.environ.update(MOTO_ENV)
+        result = provisioning.provision(
+            provisioning.Plan(
+                endpoint_url=self.aws_url,
+                queue_name=f"{self.name}-orders",
+                visibility_timeout=self.visibility_timeout,
+            )
+        )
+        self.queue_url, self.dlq_url = result.queue_url, result.dlq_url
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "COGNITO_"))},
+            **MOTO_ENV,
+            **result.environment(),
+            "AWS_ENDPOINT_URL": self.aws_url,
+            "DATABASE_URL": self.database_url,
+            # Production settings, made to run on loopback over plain HTTP.
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "COGNITO_REQUIRE_EMAIL_VERIFIED": "false",
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "plain",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    # --- helpers -----------------------------------------------------------------------
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def spawn(self, name: str, args: list[str], **env: str) -> Child:
+        child = Child(name, args, {**self.env, **env}, self.log_dir)
+        self.children.append(child)
+        return child
+
+
+def rss_peak_mib(pid: int) -> float | None:
+    """VmHWM (peak resident set) of a live process, in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def children_pids(pid: int) -> list[int]:
+    """Direct children of a process (a gunicorn master's workers, a Celery pool)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]

@@ -1,0 +1,47 @@
+"""Benchmarks are not tests: this only runs each one at a tiny size to keep them working.
+
+It checks that every figure the issue asks for is produced with a value, never what the value
+is (timing belongs in ``make bench``, whose targets are rows, not failures).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The issue's figures 1 to 8 (and 0, the in-process micro-benchmarks), by their numbers.
+FIGURES = {str(n) for n in range(9)}
+
+
+def _postgres_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _postgres_up(), reason="the benchmarks run on the machine's PostgreSQL")
+def test_every_benchmark_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "tiny.json"
+    process = subprocess.run(
+        [sys.executable, "bench/run.py", "--size", "tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["errors"] == []
+    figures = result["figures"]
+    numbers = {figure["group"].split()[0] for figure in figures}
+    assert numbers >= FIGURES, f"figures missing: {sorted(FIGURES - numbers)}"
+    # Every figure with a target was measured (its verdict is make bench's business).
+    assert [f["name"] for f in figures if f["target"] and f["value"] is None] == []
