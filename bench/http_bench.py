@@ -694,8 +694,7 @@ def sql_figures(counts: dict) -> list[Figure]:
             "queries",
             "= 1 line, <= 10",
             same_place and counts["place_50"] <= 10,
-            "BEGIN and COMMIT included, none after the commit; statements in "
-            "http-child-sql.log",
+            "BEGIN and COMMIT included, none after the commit; statements in http-child-sql.log",
         ),
         Figure(group, "GET /api/orders/, 1 order", counts["list_1"], "queries"),
         Figure(
