@@ -230,3 +230,78 @@ def test_cached_keys_survive_a_jwks_outage(api_client, alice_token, attacker_key
         junk = sign(id_claims(), attacker_key, kid="rotated-key")
         assert api_client.get("/api/orders/", **auth(junk)).status_code == 401
         assert cognito.key_set().fetch_count == 1
+
+
+# --- the token is checked once per process, not on every request ----------------------------
+
+
+def _decodes(monkeypatch) -> list[str]:
+    """Every full signature-and-claims check of a token from here on."""
+    calls: list[str] = []
+    decode = cognito.jwt.decode
+
+    def counted(token, *args, **kwargs):
+        calls.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(cognito.jwt, "decode", counted)
+    return calls
+
+
+def test_a_token_that_passed_is_not_checked_again(trusted_test_key, monkeypatch):
+    token = sign(id_claims(), trusted_test_key, kid="test-key")
+    decodes = _decodes(monkeypatch)
+
+    first = cognito.id_token_verify(token=token)
+    again = [cognito.id_token_verify(token=token) for _ in range(3)]
+
+    assert again == [first] * 3
+    assert decodes == [token]
+
+
+def test_a_remembered_token_is_checked_again_once_it_expires(trusted_test_key, monkeypatch):
+    claims = id_claims()
+    token = sign(claims, trusted_test_key, kid="test-key")
+    cognito.id_token_verify(token=token)
+    decodes = _decodes(monkeypatch)
+
+    monkeypatch.setattr(cognito.time, "time", lambda: claims["exp"] + 29.0)
+    cognito.id_token_verify(token=token)  # within the 30 s leeway: still remembered
+    assert decodes == []
+    monkeypatch.setattr(cognito.time, "time", lambda: claims["exp"] + 31.0)
+    cognito.id_token_verify(token=token)  # (PyJWT's own clock still finds it valid)
+    assert decodes == [token]  # expired for the memory: checked in full again
+
+
+def test_a_remembered_token_is_checked_against_the_current_settings(trusted_test_key, settings):
+    settings.COGNITO_REQUIRE_EMAIL_VERIFIED = False
+    token = sign(id_claims(email_verified=None), trusted_test_key, kid="test-key")
+    cognito.id_token_verify(token=token)
+
+    settings.COGNITO_REQUIRE_EMAIL_VERIFIED = True
+    with pytest.raises(cognito.InvalidToken, match="not verified"):
+        cognito.id_token_verify(token=token)
+
+
+def test_a_refused_token_is_not_remembered(trusted_test_key, monkeypatch):
+    token = sign(id_claims(token_use="access"), trusted_test_key, kid="test-key")
+    decodes = _decodes(monkeypatch)
+    for _ in range(2):
+        with pytest.raises(cognito.InvalidToken):
+            cognito.id_token_verify(token=token)
+    assert decodes == [token, token]
+
+
+def test_remembered_tokens_are_bounded(trusted_test_key, monkeypatch):
+    monkeypatch.setattr(cognito, "VERIFIED_TOKENS_KEPT", 3)
+    tokens = [sign(id_claims(), trusted_test_key, kid="test-key") for _ in range(5)]
+    for token in tokens:
+        cognito.id_token_verify(token=token)
+    decodes = _decodes(monkeypatch)
+
+    for token in tokens[2:]:  # the newest three are remembered
+        cognito.id_token_verify(token=token)
+    assert decodes == []
+    cognito.id_token_verify(token=tokens[0])  # the oldest was forgotten
+    assert decodes == [tokens[0]]
+    assert len(cognito.key_set()._verified) == 3
