@@ -28,8 +28,8 @@ COPY . .
 # Static files for whitenoise (hashed and compressed, as DEBUG off serves them). Settings refuse
 # to load with DEBUG off unless the required variables are set: these placeholders serve this
 # build step only and are not in the image's environment.
-RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only ORDER_QUEUE_URL=unused \
-    COGNITO_USER_POOL_ID=unused COGNITO_APP_CLIENT_ID=unused \
+RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only DATABASE_URL=sqlite:///:memory: \
+    ORDER_QUEUE_URL=unused COGNITO_USER_POOL_ID=unused COGNITO_APP_CLIENT_ID=unused \
     python manage.py collectstatic --noinput
 
 USER 10001:10001

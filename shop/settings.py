@@ -3,9 +3,11 @@
 Every value that differs between environments comes from the environment, read here
 once through django-environ. Nothing else in the project reads ``os.environ``.
 
-``DJANGO_DEBUG`` defaults to true, and with it come development defaults: SQLite, the local
-AWS emulator that ``make run`` starts, a development secret key. With DEBUG off, the
-variables in ``REQUIRED_IN_PRODUCTION`` must be set or the app refuses to start.
+Fail closed: ``DJANGO_DEBUG`` is off unless set to true, and with DEBUG off the variables in
+``REQUIRED_IN_PRODUCTION`` must be set or every process (web, worker, command) refuses to
+start, naming them. Development opts in with ``DJANGO_DEBUG=true`` (``make run``, the tests
+and the benchmarks do), which brings development defaults: SQLite, the local AWS emulator
+that ``make run`` starts, a development secret key.
 """
 
 import ipaddress
@@ -23,7 +25,7 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # Development defaults: the emulator `make run` starts (see Makefile) and its account id.
 DEV_AWS_ENDPOINT_URL = "http://127.0.0.1:5055"
@@ -31,6 +33,8 @@ DEV_ORDER_QUEUE_URL = f"{DEV_AWS_ENDPOINT_URL}/123456789012/shop-orders"
 
 REQUIRED_IN_PRODUCTION = (
     "DJANGO_SECRET_KEY",
+    # Not a SQLite file in the container that nobody backs up.
+    "DATABASE_URL",
     "ORDER_QUEUE_URL",
     "COGNITO_USER_POOL_ID",
     "COGNITO_APP_CLIENT_ID",
@@ -39,8 +43,9 @@ if not DEBUG:
     _missing = [name for name in REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
     if _missing:
         raise ImproperlyConfigured(
-            "DJANGO_DEBUG is off, so these environment variables must be set: "
-            + ", ".join(_missing)
+            "Production settings (DJANGO_DEBUG is off unless set to true) need these "
+            "environment variables: " + ", ".join(_missing) + ". For development set "
+            "DJANGO_DEBUG=true (make run, the tests and the benchmarks do)."
         )
 
 SECRET_KEY = env.str(

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # stays below it (as in production).
 TEST_VISIBILITY_TIMEOUT = 10
 TEST_ENV = {
+    # Development settings, explicitly: DEBUG is off unless set (shop/settings.py).
+    "DJANGO_DEBUG": "true",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",

@@ -244,7 +244,7 @@ def free_port() -> int:
 
 
 class WebServer(ChildProcess):
-    """``gunicorn shop.wsgi`` on a loopback port."""
+    """``gunicorn shop.wsgi`` on a loopback port, with the image's gunicorn configuration."""
 
     def __init__(self, log: Path, env: dict[str, str] | None = None):
         super().__init__(log, env)
@@ -253,8 +253,8 @@ class WebServer(ChildProcess):
 
     def start(self) -> WebServer:
         self.spawn(
-            "gunicorn", "shop.wsgi", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", "1", "--timeout", "60",
+            "gunicorn", "shop.wsgi", "-c", "python:shop.gunicorn_conf",
+            "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--timeout", "60",
         )  # fmt: skip
 
         def healthy() -> bool:

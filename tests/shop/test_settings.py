@@ -10,6 +10,7 @@ from tests.pipeline import ROOT
 
 REQUIRED = {
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+    "DATABASE_URL": "postgres://shop@db.example.com:5432/shop",
     "ORDER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/shop-orders",
     "COGNITO_USER_POOL_ID": "us-east-1_abc",
     "COGNITO_APP_CLIENT_ID": "client",
@@ -31,7 +32,8 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_production_refuses_to_start_without_required_variables():
     result = _manage("check", DJANGO_SECRET_KEY="set-but-others-missing")
     assert result.returncode != 0
-    assert "ORDER_QUEUE_URL, COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID" in result.stderr
+    missing = "DATABASE_URL, ORDER_QUEUE_URL, COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID"
+    assert missing in result.stderr
     assert "DJANGO_SECRET_KEY," not in result.stderr
 
 
