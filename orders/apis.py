@@ -153,8 +153,11 @@ def _idempotency_key(request) -> str | None:
 
 
 def _fingerprint(data) -> str:
+    """SHA-256 of the body as canonical JSON, for any JSON a client can send: a lone
+    surrogate (valid JSON, not valid text) in a field the serializer ignores is hashed as
+    its UTF-8-style bytes (``surrogatepass``) instead of failing the request."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class OrderDetailApi(GenericAPIView):

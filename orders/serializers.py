@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pycountry
 from rest_framework import serializers
 
@@ -22,21 +24,51 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+#: Format characters (Cf) that text in some scripts needs: ZERO WIDTH NON-JOINER (Persian,
+#: Indic scripts) and ZERO WIDTH JOINER (Indic scripts, emoji sequences).
+JOINERS = frozenset("\u200c\u200d")
+#: Unicode categories never allowed in an order's text: controls (Cc), surrogates (Cs: not
+#: text at all; PostgreSQL cannot store one), private use (Co: meaningless to anyone but the
+#: sender's font), line and paragraph separators (Zl, Zp: they break a label's or an email's
+#: lines as a newline would), and format characters (Cf) but the two joiners: the
+#: bidirectional controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C) that can
+#: make "1 Main St" display as something else, invisible ones (U+200B, U+2060, U+FEFF, soft
+#: hyphen) and tag characters (U+E0000-U+E007F) that hide text.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Zl", "Zp", "Cf"})
+
+
+def refused_character(ch: str) -> bool:
+    """Whether an order's text may not contain ``ch`` (see ``REFUSED_CATEGORIES``).
+
+    Also the noncharacters (U+FDD0-U+FDEF, U+xxFFFE, U+xxFFFF), never meant for interchange.
+    Unassigned code points are allowed: Python's Unicode tables lag the clients' (a new
+    emoji would otherwise be refused).
+    """
+    if ch in JOINERS:
+        return False
+    code = ord(ch)
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+        return True
+    return unicodedata.category(ch) in REFUSED_CATEGORIES
+
+
 class StrictCharField(serializers.CharField):
-    """A JSON string: DRF's CharField would also take numbers. Control characters refused."""
+    """A JSON string: DRF's CharField would also take numbers. Controls, separators and
+    invisible formatting characters are refused anywhere in it (``refused_character``),
+    before surrounding whitespace is trimmed."""
 
     default_error_messages = {
         "invalid": "A string is required.",
-        "control": "Control characters are not allowed.",
+        "control": "Control characters, line or paragraph separators and invisible "
+        "formatting characters (such as bidirectional controls) are not allowed.",
     }
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        value = super().to_internal_value(data)
-        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+        if any(refused_character(ch) for ch in data):
             self.fail("control")
-        return value
+        return super().to_internal_value(data)
 
 
 class ShippingAddressSerializer(serializers.Serializer):
@@ -50,12 +82,17 @@ class ShippingAddressSerializer(serializers.Serializer):
     )
 
     def validate_country(self, value: str) -> str:
-        code = value.upper()
-        if pycountry.countries.get(alpha_2=code) is None:
+        """The ISO code of the record that matched (``us`` -> ``US``), never the client's
+        spelling: only ASCII letters are looked up (pycountry compares lowercased, so the
+        KELVIN SIGN in "\u212aE" would otherwise match Kenya and be stored as sent)."""
+        country = None
+        if value.isascii() and value.isalpha():
+            country = pycountry.countries.get(alpha_2=value)
+        if country is None:
             raise serializers.ValidationError(
                 f"{value!r} is not an ISO 3166-1 alpha-2 country code."
             )
-        return code
+        return country.alpha_2
 
 
 class OrderItemInputSerializer(serializers.Serializer):

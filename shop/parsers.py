@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
+
+from shop.edge import ACCEPTED_CHARSET, charset_problem
 
 
 class BoundedJSONParser(JSONParser):
@@ -16,12 +17,17 @@ class BoundedJSONParser(JSONParser):
     DRF's parser turns only ValueError into a 400: Python's json raises RecursionError on
     deeply nested input, which would otherwise be a 500. (The body size is bounded by
     Django's DATA_UPLOAD_MAX_MEMORY_SIZE when DRF reads ``request.body``: a 413.)
+    The body is UTF-8: any other charset is a 415 (``shop.edge``, which refuses it before
+    Django in the web server, has the reasons), never a codec's LookupError.
     """
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        request = (parser_context or {}).get("request")
+        problem = charset_problem(getattr(request, "content_type", None))
+        if problem:
+            raise exceptions.UnsupportedMediaType(media_type, detail=problem)
         try:
-            text = stream.read().decode(encoding)
+            text = stream.read().decode(ACCEPTED_CHARSET)
             return json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {_describe(exc)}") from None
