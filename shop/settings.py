@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,15 +68,20 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
     "django_ses",
+    "corsheaders",
     "shop",
     "orders",
     "notifications",
 ]
 
 MIDDLEWARE = [
+    # First: the client's address and X-Forwarded-Proto, believed from TRUSTED_PROXY_CIDRS only.
+    "shop.proxies.TrustedProxyMiddleware",
     "shop.middleware.HealthCheckMiddleware",
     # /metrics for METRICS_ALLOWED_IPS, before host validation and the HTTPS redirect.
     "shop.metrics.MetricsMiddleware",
+    # CORS for CORS_ALLOWED_ORIGINS (preflights answered here), before anything else answers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -155,7 +161,19 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 # --- Security (production) --------------------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers (or other proxies) whose X-Forwarded-For and X-Forwarded-Proto are believed
+# (shop/proxies.py): addresses or networks, e.g. the VPC's range behind an AWS load balancer.
+# Empty (the default): none; the socket's peer is the client and HTTPS is what it spoke.
+TRUSTED_PROXY_CIDRS = env.list("TRUSTED_PROXY_CIDRS", default=[])
+for _network in TRUSTED_PROXY_CIDRS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXY_CIDRS: {_network!r} is not an IP address or network"
+        ) from None
+# The header is dropped from any other peer before Django reads it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_CIDRS else None
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -163,6 +181,14 @@ SECURE_HSTS_SECONDS = 0 if DEBUG else 60 * 60 * 24 * 365
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Browsers: a front end on another origin may call the API (django-cors-headers). Exact
+# origins ("https://shop.example.com"); empty (the default): no cross-origin access at all.
+# ID tokens travel in the Authorization header, never in cookies: no credentials mode.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = (*default_headers, "idempotency-key")
+CORS_EXPOSE_HEADERS = ["Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate"]
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -175,8 +201,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Throttles key anonymous clients on REMOTE_ADDR, which shop.proxies has made the real
+    # client: never on a raw X-Forwarded-For.
+    "NUM_PROXIES": 0,
+    # Anonymous requests (the public catalog, the schema) per client address; a customer's
+    # requests are not limited by it. The counters live in the default cache.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        # Order placement per customer; the counters live in the default cache.
+        "anon": env.str("ANONYMOUS_REQUEST_RATE", default="600/minute"),
+        # Order placement per customer.
         "order_placement": env.str("ORDER_PLACEMENT_RATE", default="30/minute"),
     },
 }
@@ -321,7 +354,8 @@ LOGGING = {
     },
 }
 # Client addresses or networks allowed to read /metrics (and the worker's metrics port)
-# without a staff session. REMOTE_ADDR only: X-Forwarded-For is not trusted.
+# without a staff session: the client as shop.proxies finds it (X-Forwarded-For counts only
+# from TRUSTED_PROXY_CIDRS).
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"] if DEBUG else [])
 for _network in METRICS_ALLOWED_IPS:
     try:

@@ -277,6 +277,8 @@ def container_env(context: Path, **overrides: str) -> dict[str, str]:
         **image_env(),
         "DJANGO_SECRET_KEY": "test-" + uuid.uuid4().hex,
         "DJANGO_ALLOWED_HOSTS": "shop.example.com",
+        # The load balancer in front, whose X-Forwarded-Proto is believed: here, the test.
+        "TRUSTED_PROXY_CIDRS": "127.0.0.1/32",
         "DATABASE_URL": f"sqlite:///{context.parent / 'db.sqlite3'}",
         "ORDER_QUEUE_URL": settings.ORDER_QUEUE_URL,
         "COGNITO_USER_POOL_ID": settings.COGNITO_USER_POOL_ID,
