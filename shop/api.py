@@ -20,7 +20,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ErrorDetail
 
-from shop.api_errors import Conflict, PayloadTooLarge, Unprocessable
+from shop.api_errors import Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from shop.exceptions import ApplicationError
 
 
@@ -35,6 +35,14 @@ class ExceptionHandler(standardized_handler.ExceptionHandler):
                 f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
             )
         return super().convert_known_exceptions(exc)
+
+    def report_exception(self, exc: exceptions.APIException, response) -> None:
+        """A dependency that is down (the documented 503) is logged where it fails, once per
+        attempt (e.g. ``shop.cognito``), and by Django as one line per answer: not with a
+        traceback and an error report per request, as other server errors are."""
+        if isinstance(exc, ServiceUnavailable):
+            return
+        super().report_exception(exc, response)
 
 
 def _to_api_exception(exc: ApplicationError) -> exceptions.APIException:

@@ -1,13 +1,24 @@
 """Amazon Cognito ID tokens: the key set (JWKS) and the checks every token must pass.
 
-The only module that talks to Cognito. Keys are kept for the life of the process; a token
-signed with an unknown ``kid`` triggers at most one refetch per
-``COGNITO_JWKS_MIN_REFETCH_SECONDS`` per key-set URL, so a stream of junk tokens cannot
-hammer Cognito, and a brief JWKS outage does not matter while keys are cached.
+The only module that talks to Cognito. The key set is a neighbour that can misbehave, so:
+
+- it is fetched within ``shop.fetch``'s bounds (1 s to connect, 2 s to read, 256 KiB), and
+  an answer that is not a usable key set (a 5xx, HTML, JSON without RSA signing keys, a hang)
+  is a failed fetch: without a key for the token's ``kid`` that is ``KeysUnavailable`` (the
+  API's documented 503), with one it changes nothing (cached keys keep working);
+- a token signed with an unknown ``kid`` triggers at most one fetch per
+  ``COGNITO_JWKS_MIN_REFETCH_SECONDS`` (per key-set URL), so a stream of junk tokens cannot
+  hammer Cognito;
+- a successful fetch *replaces* the key set: a key Cognito has retired stops verifying, and
+  tokens remembered as verified with it are forgotten. The set is also fetched again once it
+  is older than ``COGNITO_JWKS_MAX_AGE_SECONDS`` (same once-a-minute bound; a failure keeps
+  the old set), so a retired key cannot live on in a long-running process.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,10 +28,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from jwt import PyJWK, PyJWKClient, PyJWKClientError
+from jwt import PyJWK
 
 from shop import aws
+from shop.fetch import FetchFailed, bounded_get
 from shop.metrics import JWKS_FETCHES
+
+logger = logging.getLogger(__name__)
 
 
 class InvalidToken(Exception):
@@ -35,6 +49,9 @@ class KeysUnavailable(Exception):
 #: token once, not on every request (a signature check and every claim cost more than the
 #: rest of a small API request: bench/http_bench.py).
 VERIFIED_TOKENS_KEPT = 4096
+#: A key set is a few keys of about 500 bytes each; more than this is not Cognito's.
+JWKS_MAX_BYTES = 256 * 1024
+JWKS_MAX_KEYS = 100
 
 
 @dataclass(frozen=True)
@@ -43,64 +60,129 @@ class IdentityClaims:
     email: str
 
 
+def jwks_parse(body: bytes) -> dict[str, PyJWK]:
+    """The RSA signing keys of a JWKS document, by ``kid``; raises ValueError when there is
+    none (not JSON, not a key set, no usable key). Keys that are not RS256 signing keys, or
+    that PyJWT cannot load, are skipped."""
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError("the answer is not JSON") from None
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("the answer is not a JSON Web Key Set")
+    keys: dict[str, PyJWK] = {}
+    for entry in entries[:JWKS_MAX_KEYS]:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        usable = (
+            isinstance(kid, str)
+            and kid
+            and entry.get("kty") == "RSA"
+            and entry.get("alg", "RS256") == "RS256"
+            and entry.get("use", "sig") == "sig"
+        )
+        if not usable:
+            continue
+        try:
+            keys[kid] = PyJWK.from_dict({**entry, "alg": "RS256"})
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, AttributeError):
+            continue  # a malformed key (bad modulus, ...) is not one we can use
+    if not keys:
+        raise ValueError("the key set has no usable RS256 signing key")
+    return keys
+
+
 class KeySet:
     """The signing keys of one JWKS URL, fetched lazily and refetched sparingly."""
 
-    def __init__(self, url: str, *, min_refetch_seconds: float, timeout: float) -> None:
+    def __init__(self, url: str, *, min_refetch_seconds: float, max_age_seconds: float) -> None:
         self.url = url
         self.min_refetch_seconds = min_refetch_seconds
+        self.max_age_seconds = max_age_seconds
         self.fetch_count = 0
-        self._client = PyJWKClient(url, cache_jwk_set=False, cache_keys=False, timeout=timeout)
         self._keys: dict[str, PyJWK] = {}
+        self._fetched_at: float | None = None  # the last fetch that replaced the set
         self._last_attempt: float | None = None
         self._lock = threading.Lock()
-        # Tokens that passed every check, with whom they name and their `exp`: a customer
-        # sends the same ID token with each request for up to an hour.
-        self._verified: dict[tuple, tuple[IdentityClaims, float]] = {}
+        # Tokens that passed every check, with whom they name, their `exp` and the kid of the
+        # key that verified them: a customer sends the same ID token for up to an hour.
+        self._verified: dict[tuple, tuple[IdentityClaims, float, str]] = {}
 
     def verified(self, check: tuple, *, leeway: float) -> IdentityClaims | None:
-        """Claims of a token that passed the same ``check`` before and has not expired since."""
+        """Claims of a token that passed the same ``check`` before and has not expired since
+        (and whose key is still in the set)."""
+        self._refresh_if_stale()
         found = self._verified.get(check)
         if found is None or time.time() >= found[1] + leeway:
             return None
         return found[0]
 
-    def verified_remember(self, check: tuple, claims: IdentityClaims, *, exp: float) -> None:
+    def verified_remember(
+        self, check: tuple, claims: IdentityClaims, *, exp: float, kid: str
+    ) -> None:
         with self._lock:
+            if kid not in self._keys:
+                return  # the set was replaced meanwhile without this key
             if len(self._verified) >= VERIFIED_TOKENS_KEPT:
                 self._verified.pop(next(iter(self._verified)))  # the oldest
-            self._verified[check] = (claims, exp)
+            self._verified[check] = (claims, exp, kid)
 
     def signing_key(self, kid: str) -> PyJWK:
         with self._lock:
             key = self._keys.get(kid)
             if key is not None:
                 return key
-            now = time.monotonic()
-            recently = (
-                self._last_attempt is not None
-                and now - self._last_attempt < self.min_refetch_seconds
-            )
-            if recently:
+            if not self._may_fetch():
                 if self._keys:
                     raise InvalidToken("token signed with an unknown key")
                 raise KeysUnavailable("the token signing keys could not be fetched recently")
-            self._last_attempt = now
-            self.fetch_count += 1
-            JWKS_FETCHES.inc()
-            try:
-                jwk_set = self._client.get_jwk_set()
-            except PyJWKClientError as exc:
-                if self._keys:
-                    raise InvalidToken("token signed with an unknown key") from exc
-                raise KeysUnavailable(str(exc)) from exc
-            self._keys.update(
-                {k.key_id: k for k in jwk_set.keys if k.key_id and k.key_type == "RSA"}
-            )
+            problem = self._fetch()
+            if problem and not self._keys:
+                raise KeysUnavailable(problem)
             key = self._keys.get(kid)
             if key is None:
                 raise InvalidToken("token signed with an unknown key")
             return key
+
+    def _refresh_if_stale(self) -> None:
+        fetched_at = self._fetched_at
+        if fetched_at is None or time.monotonic() - fetched_at < self.max_age_seconds:
+            return
+        with self._lock:
+            if self._fetched_at == fetched_at and self._may_fetch():
+                self._fetch()  # a failure keeps the old keys
+
+    def _may_fetch(self) -> bool:
+        """At most one fetch per ``min_refetch_seconds``; claims the slot when it is free."""
+        now = time.monotonic()
+        if self._last_attempt is not None and now - self._last_attempt < self.min_refetch_seconds:
+            return False
+        self._last_attempt = now
+        return True
+
+    def _fetch(self) -> str | None:
+        """Fetch and, if usable, replace the set (under the lock); the problem, or None."""
+        self.fetch_count += 1
+        JWKS_FETCHES.inc()
+        try:
+            answer = bounded_get(self.url, max_bytes=JWKS_MAX_BYTES, accept="application/json")
+            if answer.status != 200:
+                raise ValueError(f"the key set URL answered HTTP {answer.status}")
+            keys = jwks_parse(answer.body)
+        except (FetchFailed, ValueError) as exc:
+            problem = f"Cognito's key set at {self.url} is unavailable: {exc}"
+            kept = f" (keeping the {len(self._keys)} cached keys)" if self._keys else ""
+            logger.warning("%s%s", problem, kept)
+            return problem
+        retired = set(self._keys) - set(keys)
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+        if retired:
+            self._verified = {c: v for c, v in self._verified.items() if v[2] in keys}
+            logger.info("Cognito retired signing keys %s", ", ".join(sorted(retired)))
+        return None
 
 
 _key_sets: dict[str, KeySet] = {}
@@ -115,7 +197,7 @@ def key_set() -> KeySet:
             _key_sets[url] = KeySet(
                 url,
                 min_refetch_seconds=settings.COGNITO_JWKS_MIN_REFETCH_SECONDS,
-                timeout=settings.COGNITO_JWKS_TIMEOUT_SECONDS,
+                max_age_seconds=settings.COGNITO_JWKS_MAX_AGE_SECONDS,
             )
         return _key_sets[url]
 
@@ -127,7 +209,8 @@ def id_token_verify(*, token: str) -> IdentityClaims:
     ``token_use == "id"``, ``exp`` in the future and ``iat`` not in it (leeway at most 30 s),
     ``email`` present and well-formed and, unless disabled, ``email_verified`` true.
     A token that passed is remembered by the key set until it expires (``exp`` plus the
-    leeway): the same token again is a lookup, not a second signature check.
+    leeway) or its key leaves the set: the same token again is a lookup, not a second
+    signature check.
     """
     if not settings.COGNITO_USER_POOL_ID or not settings.COGNITO_APP_CLIENT_ID:
         raise KeysUnavailable("Cognito is not configured (COGNITO_USER_POOL_ID/APP_CLIENT_ID)")
@@ -182,7 +265,7 @@ def id_token_verify(*, token: str) -> IdentityClaims:
     ):
         raise InvalidToken("token's email is not verified")
     identity = IdentityClaims(customer_id=subject, email=email)
-    keys.verified_remember(check, identity, exp=float(claims["exp"]))
+    keys.verified_remember(check, identity, exp=float(claims["exp"]), kid=kid)
     return identity
 
 

@@ -67,8 +67,9 @@ CONFIRMATION_ATTEMPTS_FAILED = Counter(
 )
 JWKS_FETCHES = Counter(
     "shop_cognito_jwks_fetches",
-    "Fetches of the Cognito key set (JWKS): one per web process, plus one per unknown key id "
-    "at most every COGNITO_JWKS_MIN_REFETCH_SECONDS.",
+    "Fetches of the Cognito key set (JWKS): one per web process, plus, at most every "
+    "COGNITO_JWKS_MIN_REFETCH_SECONDS, one for an unknown key id or a set older than "
+    "COGNITO_JWKS_MAX_AGE_SECONDS.",
 )
 #: refused: SES, or the sandbox rule, refused the recipient; ses_error: SES unreachable or
 #: erroring; time_limit: the task's time limit; other: anything else (rendering, database).

@@ -277,9 +277,11 @@ COGNITO_JWKS_URL = env.str("COGNITO_JWKS_URL", default="") or (
 COGNITO_REQUIRE_EMAIL_VERIFIED = env.bool("COGNITO_REQUIRE_EMAIL_VERIFIED", default=True)
 # Leeway for `exp`/`iat` against clock skew; the issue caps it at 30 s.
 COGNITO_LEEWAY_SECONDS = 30
-# An unknown `kid` refetches the key set at most this often.
-COGNITO_JWKS_MIN_REFETCH_SECONDS = 60
-COGNITO_JWKS_TIMEOUT_SECONDS = 5
+# An unknown `kid` refetches the key set at most this often (lower it only in tests).
+COGNITO_JWKS_MIN_REFETCH_SECONDS = env.float("COGNITO_JWKS_MIN_REFETCH_SECONDS", default=60)
+# A key set older than this is fetched again at the next request (once a minute at most; a
+# failure keeps the old one), so that keys Cognito retired stop verifying.
+COGNITO_JWKS_MAX_AGE_SECONDS = 3600
 
 # --- Email (SES through django-ses) -----------------------------------------------------
 EMAIL_BACKEND = "django_ses.SESBackend"
