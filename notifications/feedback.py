@@ -160,7 +160,7 @@ def _record(
             detail=f"{detail[: DETAIL_MAX - len(tag) - 1]} {tag}".lstrip(),
         )
     logger.info(
-        "SES %s event order=%s message=%s status=%s%s suppressed=%s",
+        "SES %s event order=%s message=%s status=%s%s suppressed: %s",
         kind,
         notification.order_id,
         ses_message_id,

@@ -5,31 +5,34 @@ The view is django-ses's ``SESEventWebhookView`` (CSRF-exempt, POST only), which
 topic, dispatches on ``eventType``/``notificationType`` and sends its signals; the receivers
 at the bottom hand each event to ``notifications.feedback``. What this module changes:
 
-- Junk never reaches django-ses's parsing (which raises on a JSON array, a missing
-  ``Message`` or a non-object ``Message``): the SNS envelope and, for the four events we use,
-  ``mail.messageId`` and the event object are checked first; anything else is a 400.
+- Junk and strangers never reach django-ses's parsing (which raises on a JSON array, a
+  missing ``Message`` or a non-object ``Message``), nor cost a fetch: the SNS envelope, the
+  topic (``AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS`` must name it; django-ses accepts any topic when
+  it is empty, here nothing is accepted then: a valid signature only proves that *some* AWS
+  topic sent it), the exact shape of ``SigningCertURL`` and, for the four events we use,
+  ``mail.messageId`` and the event object are checked first; anything else is a 400. Only
+  then may the signature check fetch a certificate (``notifications.sns``: bounded, rare).
 - Signatures: django-ses 4.8.2 verifies SignatureVersion 1 (SHA1) only and fetches
-  certificates without a bound; ``notifications.sns`` verifies both versions, bounded, and a
-  certificate that cannot be fetched *now* answers 503, so that SNS retries.
-- Topics: ``AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS`` must name the topic. django-ses accepts any
-  topic when it is empty; here nothing is accepted then (a valid signature only proves that
-  *some* AWS topic sent it).
+  certificates without a bound; ``notifications.sns`` verifies both versions, and a
+  certificate that cannot be had *now* answers 503, so that SNS retries.
 - ``Reject`` events: django-ses has no signal for them (it logs "unknown event"); this module
   sends ``reject_received`` with the same arguments as its other signals.
 - SubscriptionConfirmation: django-ses GETs the SubscribeURL with ``urlopen`` and no timeout,
   only for hosts ``sns.<region>.amazonaws.com``. Here it is fetched only for a message whose
   signature was verified (never with verification off), from a trusted host, bounded.
+- Logs: django-ses logs whole payloads (with recipients' addresses) in its INFO lines and in
+  its "unknown event" warning; its logger is at WARNING (settings) and the unknown-event and
+  unknown-type handlers are this module's, one line without the payload.
 
 Status codes: 200 handled (or ignored with a log line: an unknown message id, an event type
-we do not use); 400 junk, bad signature, untrusted certificate host or topic; 503 the
-signing certificate cannot be fetched now. SNS retries 5xx answers, not 4xx ones.
+we do not use); 400 junk, bad signature, untrusted certificate URL or topic; 503 the
+signing certificate cannot be had now. SNS retries 5xx answers, not 4xx ones.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from http.client import HTTPException
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +43,7 @@ from django_ses.conf import settings as ses_settings
 from django_ses.views import SESEventWebhookView
 
 from notifications import feedback, sns
+from shop.fetch import FetchFailed
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +64,20 @@ EVENT_OBJECTS = {
 }
 
 
+def _text_problem(value: Any) -> bool:
+    """Whether decoded JSON holds a lone surrogate (valid JSON, not valid text)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def envelope_problem(body: bytes) -> str | None:
-    """Why the body is not an SNS message we can hand to django-ses; None if it is."""
+    """Why the body is not an SNS message of ours we can hand to django-ses; None if it is.
+
+    Everything here is checked in memory: a message refused here cost no outbound call.
+    """
     try:
         message = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):
@@ -76,9 +92,17 @@ def envelope_problem(body: bytes) -> str | None:
         return f"missing or not strings: {', '.join(missing)}"
     if "Subject" in message and not isinstance(message["Subject"], str):
         return "Subject not a string"
+    if _text_problem(message):
+        return "not valid text"
     sns_id = message["MessageId"]
     if not sns_id or len(sns_id) > 100 or not sns_id.isprintable():
         return "bad MessageId"
+    if message["TopicArn"] not in settings.AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS:
+        return "not from a trusted topic"
+    if message["SignatureVersion"] not in sns.SIGNATURE_HASHES:
+        return "unknown SignatureVersion"
+    if problem := sns.cert_url_problem(message["SigningCertURL"]):
+        return problem
     if message["Type"] != "Notification":
         return None
     try:
@@ -87,6 +111,8 @@ def envelope_problem(body: bytes) -> str | None:
         return "Message not JSON"
     if not isinstance(event, dict):
         return "Message not a JSON object"
+    if _text_problem(event):
+        return "Message not valid text"
     event_type = event.get("eventType", event.get("notificationType"))
     if not isinstance(event_type, str):
         return "no eventType or notificationType"
@@ -129,7 +155,7 @@ class SesEventView(SESEventWebhookView):
             return
         try:
             status, _ = sns.url_fetch(url)
-        except (OSError, HTTPException, ValueError) as exc:
+        except FetchFailed as exc:
             logger.error("subscription to %s NOT confirmed: %s", topic, exc)
             return
         if status == 200:
@@ -137,9 +163,15 @@ class SesEventView(SESEventWebhookView):
         else:
             logger.error("subscription to %s NOT confirmed: %s", topic, status)
 
+    def handle_unknown_notification_type(self, notification: dict[str, Any]) -> None:
+        logger.info("SNS message of type %s ignored", notification.get("Type"))
+
     def handle_unknown_event_type(self, notification: dict[str, Any], message: dict[str, Any]):
-        if message.get("eventType") != "Reject":
-            return super().handle_unknown_event_type(notification, message)
+        event_type = message.get("eventType", message.get("notificationType"))
+        if event_type != "Reject":
+            # django-ses's own handler logs the whole payload, recipients and all.
+            logger.info("SES %s event ignored (SNS %s)", event_type, notification.get("MessageId"))
+            return None
         reject_received.send(
             sender=type(self),
             mail_obj=message.get("mail"),

@@ -2,10 +2,19 @@
 
 django-ses 4.8.2 verifies SignatureVersion 1 (SHA1) only and fetches the SigningCertURL with
 ``requests`` (not installed here), caching a failed fetch for the life of the process. Here
-both versions are verified; a certificate URL must be https on a host listed in
-``AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS`` (exact names) with a ``.pem`` path; fetches are
-urllib's, bounded (3 s timeout, no redirects, 64 KiB); and a certificate that cannot be
-fetched *now* raises ``CertificateUnavailable`` so that the caller answers 503 and SNS retries.
+both versions are verified, and a stranger's message can cost at most a bounded, rare fetch:
+
+- ``cert_url_problem``: the SigningCertURL must have SNS's exact shape, https on the
+  region's SNS host (or a host of ``SNS_CERT_TRUSTED_DOMAINS``, for tests) and the path
+  ``/SimpleNotificationService-<hex>.pem``, no user, query or fragment. The webhook checks
+  it, and the topic, before anything is fetched;
+- fetches go through ``shop.fetch`` (1 s connect, 2 s read, 64 KiB, no redirects), at most
+  ``CERT_FETCHES_PER_MINUTE`` a minute and one at a time per process; over either bound the
+  message is answered 503 (SNS retries) without a fetch;
+- a certificate is kept a day; a URL that answered without one (4xx, not a certificate) is
+  not asked again for ``CERT_REFUSED_TTL``; a host that could not be reached (network, 5xx)
+  is not asked again for ``CERT_UNAVAILABLE_TTL``, its messages answered 503 meanwhile:
+  remembered for a short time, never for good.
 """
 
 from __future__ import annotations
@@ -13,11 +22,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import threading
 import time
-import urllib.error
-import urllib.request
-from http.client import HTTPException
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +34,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
+
+from shop.fetch import FetchFailed, bounded_get
 
 logger = logging.getLogger(__name__)
 
@@ -38,82 +48,123 @@ SIGNED_FIELDS = {
     "SubscriptionConfirmation": (*_CONFIRMATION_FIELDS, "Type"),
     "UnsubscribeConfirmation": (*_CONFIRMATION_FIELDS, "Type"),
 }
-FETCH_TIMEOUT = 3  # seconds, for connecting and for each read
+#: SNS's signing certificates: https://sns.<region>.amazonaws.com/SimpleNotificationService-<hex>.pem
+CERT_PATH = re.compile(r"/SimpleNotificationService-[0-9A-Fa-f]{1,64}\.pem")
+URL_MAX_LENGTH = 512
 CERT_MAX_BYTES = 64 * 1024
 CERT_TTL = 24 * 3600  # a fetched certificate is reused this long
 CERT_REFUSED_TTL = 300  # a URL that answered 4xx or no certificate is not asked again this long
+CERT_UNAVAILABLE_TTL = 30  # a host that could not be reached is not asked again this long
+CERT_FETCHES_PER_MINUTE = 10  # per process, whatever the URLs
 _CERT_CACHE_MAX = 64
 _certs: dict[str, tuple[float, x509.Certificate | None]] = {}
+_hosts_down: dict[str, tuple[float, str]] = {}
+_fetches: deque[float] = deque()
 _certs_lock = threading.Lock()
+#: One certificate fetch at a time per process: the others are answered 503 at once.
+_fetch_slot = threading.BoundedSemaphore(1)
 
 
 class CertificateUnavailable(Exception):
-    """The signing certificate could not be fetched now (network, 5xx): SNS should retry."""
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs) -> None:
-        return None  # the 3xx itself is then the answer (an HTTPError)
-
-
-#: Plain urllib (TLS verified against the system's CAs, proxies from the environment), but
-#: no redirects: a trusted URL must not hand the fetch on to another host.
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
-def url_fetch(url: str) -> tuple[int, bytes]:
-    """(status, at most CERT_MAX_BYTES + 1 bytes of the body); raises OSError and kin."""
-    try:
-        with _opener.open(url, timeout=FETCH_TIMEOUT) as response:
-            return response.status, response.read(CERT_MAX_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
+    """The signing certificate cannot be had now (network, 5xx, fetch bounds): SNS should
+    retry (the webhook answers 503)."""
 
 
 def certificate_cache_clear() -> None:
     with _certs_lock:
         _certs.clear()
+        _hosts_down.clear()
+        _fetches.clear()
 
 
-def trusted_sns_url(url: Any, *, pem: bool = False) -> bool:
-    """An https URL on a host of AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS (exact host names)."""
-    if not isinstance(url, str) or not url.isprintable() or any(c in url for c in "\\ @"):
-        return False
+def _aws_host() -> str:
+    return f"sns.{settings.AWS_REGION}.amazonaws.com"
+
+
+def url_problem(url: Any) -> str | None:
+    """Why ``url`` is not an https URL of SNS's (the region's SNS host on the standard port,
+    or a host of ``SNS_CERT_TRUSTED_DOMAINS``); None when it is."""
+    if not isinstance(url, str) or len(url) > URL_MAX_LENGTH:
+        return "not a URL"
+    if not url.isascii() or not url.isprintable() or any(c in url for c in "\\ @"):
+        return "not a plain URL"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018  raises ValueError on a malformed port
+        port = parts.port
     except ValueError:
+        return "not a URL"
+    if parts.scheme != "https":
+        return "not https"
+    host = (parts.hostname or "").rstrip(".").lower()
+    extra = {d.lower().rstrip(".") for d in settings.SNS_CERT_TRUSTED_DOMAINS}
+    if host == _aws_host() and port in (None, 443):
+        return None
+    if host and host in extra:
+        return None
+    return f"not on {_aws_host()}"
+
+
+def trusted_sns_url(url: Any) -> bool:
+    """An https URL of SNS's (``url_problem``): where a SubscribeURL may point."""
+    return url_problem(url) is None
+
+
+def cert_url_problem(url: Any) -> str | None:
+    """Why ``url`` is not the SigningCertURL of an SNS message (exactly SNS's shape)."""
+    problem = url_problem(url)
+    if problem:
+        return f"SigningCertURL {problem}"
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or not CERT_PATH.fullmatch(parts.path):
+        return "SigningCertURL is not /SimpleNotificationService-<hex>.pem"
+    return None
+
+
+def _fetch_budget_take(now: float) -> bool:
+    """Count a fetch against CERT_FETCHES_PER_MINUTE; False when the minute's are used up."""
+    while _fetches and _fetches[0] <= now - 60:
+        _fetches.popleft()
+    if len(_fetches) >= CERT_FETCHES_PER_MINUTE:
         return False
-    host = (parts.hostname or "").rstrip(".")
-    trusted = {domain.lower().rstrip(".") for domain in settings.AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS}
-    return (
-        parts.scheme == "https"
-        and bool(host)
-        and host in trusted
-        and (not pem or parts.path.endswith(".pem"))
-    )
+    _fetches.append(now)
+    return True
 
 
 def signing_certificate(url: str) -> x509.Certificate | None:
-    """The certificate at ``url`` (trusted host), cached; None if it is not one."""
+    """The certificate at ``url`` (``cert_url_problem`` passed), cached; None if it is not
+    one. Raises CertificateUnavailable when it cannot be had now."""
     now = time.monotonic()
+    host = (urlsplit(url).hostname or "").lower()
     with _certs_lock:
         hit = _certs.get(url)
         if hit and hit[0] > now:
             return hit[1]
+        down = _hosts_down.get(host)
+        if down and down[0] > now:
+            raise CertificateUnavailable(f"{host} could not be reached recently: {down[1]}")
+        if not _fetch_budget_take(now):
+            raise CertificateUnavailable(
+                f"{CERT_FETCHES_PER_MINUTE} certificate fetches this minute already"
+            )
+    if not _fetch_slot.acquire(blocking=False):
+        raise CertificateUnavailable("another certificate fetch is in progress")
     try:
-        status, body = url_fetch(url)
-    except (OSError, HTTPException, ValueError) as exc:  # URLError is an OSError
+        answer = bounded_get(url, max_bytes=CERT_MAX_BYTES)
+        if answer.status >= 500:
+            raise FetchFailed(f"HTTP {answer.status}")
+    except FetchFailed as exc:
+        with _certs_lock:
+            _hosts_down[host] = (time.monotonic() + CERT_UNAVAILABLE_TTL, str(exc))
         raise CertificateUnavailable(f"could not fetch {url}: {exc}") from exc
-    if status >= 500:
-        raise CertificateUnavailable(f"{url} answered {status}")
+    finally:
+        _fetch_slot.release()
     try:
-        ok = status == 200 and len(body) <= CERT_MAX_BYTES
-        certificate = x509.load_pem_x509_certificate(body) if ok else None
+        ok = answer.status == 200
+        certificate = x509.load_pem_x509_certificate(answer.body) if ok else None
     except ValueError:
         certificate = None
     if certificate is None:
-        logger.warning("no signing certificate at %s", url)
+        logger.warning("no signing certificate at %s (HTTP %s)", url, answer.status)
     with _certs_lock:
         if len(_certs) >= _CERT_CACHE_MAX:
             _certs.clear()
@@ -121,12 +172,20 @@ def signing_certificate(url: str) -> x509.Certificate | None:
     return certificate
 
 
+def url_fetch(url: str) -> tuple[int, bytes]:
+    """GET an SNS URL (a SubscribeURL) within ``shop.fetch``'s bounds; raises FetchFailed."""
+    answer = bounded_get(url, max_bytes=CERT_MAX_BYTES)
+    return answer.status, answer.body
+
+
 def sns_bytes_to_sign(message: dict[str, Any]) -> bytes:
     """SNS's canonical string: ``name\\nvalue\\n`` per signed field present, in this order."""
     fields = SIGNED_FIELDS.get(message.get("Type"), ())
+    # surrogatepass: a lone surrogate (valid JSON, never in a message SNS signed) must fail
+    # the signature check, not the request.
     return "".join(
         f"{name}\n{message[name]}\n" for name in fields if message.get(name) is not None
-    ).encode()
+    ).encode("utf-8", "surrogatepass")
 
 
 def sns_signature_valid(message: dict[str, Any]) -> bool:
@@ -138,8 +197,8 @@ def sns_signature_valid(message: dict[str, Any]) -> bool:
         return False
     if message["Type"] not in SIGNED_FIELDS:
         return False
-    if not trusted_sns_url(cert_url, pem=True):
-        logger.warning("SNS message signed by a certificate at an untrusted URL: %r", cert_url)
+    if problem := cert_url_problem(cert_url):
+        logger.warning("SNS message refused: %s (%r)", problem, cert_url)
         return False
     try:
         signature = base64.b64decode(message.get("Signature", ""), validate=True)

@@ -18,6 +18,11 @@ An ``extra={"order_id": ...}`` passed to a log call wins over the context.
 With JSON logs the Celery worker's startup banner (printed, not logged) is logged as one JSON
 line instead, so that the worker's output is JSON from its first line to its last.
 
+No line shows a customer's email address whole: both formatters (``PlainFormatter``,
+``JsonFormatter``) mask every address in the finished line, whoever logged it (our code, an
+SES error that quotes the recipient, Celery's report of a failed task, a library's
+payload): ``bob@example.com`` is written ``b***@example.com``.
+
 This module is imported by the logging configuration itself (the filter), so its Celery and
 Django signal receivers are connected in every process that configures logging.
 """
@@ -35,6 +40,7 @@ from celery.signals import celeryd_after_setup, task_postrun, task_prerun
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.dispatch import receiver
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +79,31 @@ def log_context(*, order_id: int | None = None, task_id: str | None = None) -> I
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+#: An email address as it appears in text: a local part of any of RFC 5322's characters (the
+#: first one kept) and a domain with at least one dot (kept whole: ``a***@example.com``).
+_LOCAL = r"[\w!#$%&'*+/=?^`{|}~.-]"
+_EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*@((?:[\w-]+\.)+[\w-]{{2,}})")
+
+
+def email_addresses_mask(text: str) -> str:
+    """``text`` with every email address masked: ``bob@example.com`` -> ``b***@example.com``."""
+    return _EMAIL.sub(r"\1***@\2", text)
+
+
+class PlainFormatter(logging.Formatter):
+    """The plain format, with email addresses masked in the finished line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return email_addresses_mask(super().format(record))
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger's JSON lines, with email addresses masked in the finished line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return email_addresses_mask(super().format(record))
 
 
 class ContextFilter(logging.Filter):

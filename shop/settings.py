@@ -302,11 +302,9 @@ AWS_SES_CONFIGURATION_SET = env.str("AWS_SES_CONFIGURATION_SET", default="")
 AWS_SES_VERIFY_EVENT_SIGNATURES = True
 # The SNS topic(s) whose messages /ses/events/ accepts; empty: it accepts none.
 AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS = env.list("SES_EVENTS_TOPIC_ARNS", default=[])
-# Hosts (exact names) the SigningCertURL and SubscribeURL of those messages may be on.
-AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS = [
-    f"sns.{AWS_REGION}.amazonaws.com",
-    *env.list("SNS_CERT_TRUSTED_DOMAINS", default=[]),
-]
+# Hosts (exact names, any port) the SigningCertURL and SubscribeURL of those messages may be
+# on besides sns.<AWS_REGION>.amazonaws.com (always, port 443 only): for tests.
+SNS_CERT_TRUSTED_DOMAINS = env.list("SNS_CERT_TRUSTED_DOMAINS", default=[])
 SES_SANDBOX = env.str("SES_SANDBOX", default="auto").lower()
 if SES_SANDBOX not in {"auto", "true", "false"}:
     raise ImproperlyConfigured("SES_SANDBOX must be auto, true or false")
@@ -325,10 +323,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"log_context": {"()": "shop.logging.ContextFilter"}},
+    # Both mask email addresses in every line (shop/logging.py).
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "shop.logging.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "shop.logging.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": True,
@@ -345,6 +347,8 @@ LOGGING = {
     "loggers": {
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # django-ses logs whole SNS payloads (recipients' addresses) with its INFO lines.
+        "django_ses": {"level": "WARNING"},
         # Celery gives this logger a plain handler of its own unless it has one already.
         "celery.task": {"handlers": ["console"], "propagate": False},
         # Django's own lines through the root handler only: its defaults add plain ones.

@@ -94,6 +94,11 @@ class FakeSns:
     requests: list[str] = field(default_factory=list)
     #: path -> (status, body) for anything beyond the certificate.
     routes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    #: Connections accepted so far (TLS handshakes included, requests or not).
+    connections: int = 0
+    #: Paths whose answer waits until ``release`` is set (at most 10 s): a hanging server.
+    held: set[str] = field(default_factory=set)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"https://{host}:{self.port}{path}"
@@ -119,6 +124,8 @@ def fake_sns(tmp_path_factory):
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             sns.requests.append(self.path)
+            if self.path in sns.held:
+                sns.release.wait(10)
             status, body = (200, sns.signing_pem) if self.path == PEM_PATH else (404, b"")
             status, body = sns.routes.get(self.path.split("?")[0], (status, body))
             self.send_response(status)
@@ -129,7 +136,14 @@ def fake_sns(tmp_path_factory):
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def verify_request(self, request, client_address) -> bool:
+            sns.connections += 1
+            return True
+
+    httpd = Server(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(folder / "server.pem", folder / "server.key")
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
@@ -137,6 +151,7 @@ def fake_sns(tmp_path_factory):
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield sns
+    sns.release.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -144,10 +159,7 @@ def fake_sns(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _setup(fake_sns, settings, monkeypatch):
     """Trust the loopback SNS (its host, its CA, our topic); send through the emulator's SES."""
-    settings.AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS = [
-        *settings.AWS_SNS_EVENT_CERT_TRUSTED_DOMAINS,
-        "127.0.0.1",
-    ]
+    settings.SNS_CERT_TRUSTED_DOMAINS = ["127.0.0.1"]
     settings.AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS = [TOPIC]
     monkeypatch.setenv("SSL_CERT_FILE", str(fake_sns.ca_file))  # OpenSSL's default CA file
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
@@ -159,7 +171,11 @@ def _setup(fake_sns, settings, monkeypatch):
     sns.certificate_cache_clear()
     fake_sns.requests.clear()
     fake_sns.routes.clear()
+    fake_sns.held.clear()
+    fake_sns.release.clear()
+    fake_sns.connections = 0
     yield
+    fake_sns.release.set()
     sns.certificate_cache_clear()
 
 
@@ -465,6 +481,9 @@ def test_concurrent_duplicate_deliveries_have_one_effect(fake_sns, queues):
     to = unique("race")
     order, message_id = sent_order(to)
     message = notification(fake_sns, bounce_event(message_id, to))
+    # Two processes would each fetch the certificate; these threads share one process's
+    # cache (one fetch at a time: the others would be told to retry), so it is warmed first.
+    assert sns.signing_certificate(fake_sns.url(PEM_PATH)) is not None
     barrier = threading.Barrier(4)
     codes: list[int] = []
 
@@ -553,6 +572,12 @@ def test_signature_version_must_match_the_hash(client, fake_sns):
         "https://127.0.0.1:{port}/certificate.txt",  # not a .pem
         "https://evil.example@127.0.0.1:{port}" + PEM_PATH,  # user info
         "https://sns.us-east-1.amazonaws.com.evil.example" + PEM_PATH,
+        "https://127.0.0.1:{port}/SimpleNotificationService-notahexname.pem",
+        "https://127.0.0.1:{port}/x/SimpleNotificationService-0123abcd.pem",  # another path
+        "https://127.0.0.1:{port}" + PEM_PATH + "?then=elsewhere",  # a query
+        "https://127.0.0.1:{port}" + PEM_PATH + "#fragment",
+        "https://sns.us-east-1.amazonaws.com:8443" + PEM_PATH,  # AWS's host, another port
+        "https://sns.eu-west-1.amazonaws.com" + PEM_PATH,  # another region's SNS
     ],
 )
 def test_a_certificate_from_an_untrusted_url_is_never_fetched(client, fake_sns, cert_url):
@@ -566,29 +591,56 @@ def test_a_certificate_from_an_untrusted_url_is_never_fetched(client, fake_sns, 
     assert record_of(order).status == EmailStatus.SENT
 
 
-def test_a_certificate_url_without_a_certificate_is_refused(client, fake_sns):
+def test_a_certificate_url_without_a_certificate_is_refused_and_remembered(client, fake_sns):
     to = unique("nocert")
     order, message_id = sent_order(to)
-    missing = fake_sns.url("/SimpleNotificationService-missing.pem")  # 404
+    missing = fake_sns.url("/SimpleNotificationService-0000deadbeef.pem")  # 404
 
-    assert (
-        post(client, notification(fake_sns, bounce_event(message_id, to), cert_url=missing)) == 400
-    )
+    for _ in range(3):
+        message = notification(fake_sns, bounce_event(message_id, to), cert_url=missing)
+        assert post(client, message) == 400
     assert record_of(order).status == EmailStatus.SENT
+    assert fake_sns.requests == ["/SimpleNotificationService-0000deadbeef.pem"]  # asked once
 
 
-def test_a_certificate_that_cannot_be_fetched_now_asks_sns_to_retry(client, fake_sns):
+def test_a_certificate_that_cannot_be_fetched_now_asks_sns_to_retry(client, fake_sns, monkeypatch):
     to = unique("retry")
     order, message_id = sent_order(to)
     fake_sns.routes[PEM_PATH] = (503, b"")
     message = notification(fake_sns, bounce_event(message_id, to))
+    clock = _Clock(monkeypatch)
 
     assert post(client, message) == 503
     assert record_of(order).status == EmailStatus.SENT
+    assert fake_sns.requests == [PEM_PATH]
 
-    del fake_sns.routes[PEM_PATH]  # SNS's retry, once the certificate is back
+    del fake_sns.routes[PEM_PATH]  # the certificate is back, but the failure is remembered:
+    assert post(client, message) == 503  # SNS's early retries cost no fetch
+    assert fake_sns.requests == [PEM_PATH]
+    clock.advance(sns.CERT_UNAVAILABLE_TTL + 1)  # a short time, not for good
     assert post(client, message) == 200
     assert record_of(order).status == EmailStatus.BOUNCED
+    assert fake_sns.requests == [PEM_PATH, PEM_PATH]
+
+
+class _Clock:
+    """``notifications.sns``'s clock, moved by the test (only that module's)."""
+
+    def __init__(self, monkeypatch) -> None:
+        import time as real_time
+
+        self.offset = 0.0
+        clock = self
+
+        class Time:
+            @staticmethod
+            def monotonic() -> float:
+                return real_time.monotonic() + clock.offset
+
+        monkeypatch.setattr(sns, "time", Time)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 def test_a_message_from_another_topic_is_refused(client, fake_sns):

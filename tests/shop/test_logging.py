@@ -30,6 +30,7 @@ EMIT = (
 PRODUCTION = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+    "DATABASE_URL": "sqlite:///:memory:",
     "ORDER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/shop-orders",
     "COGNITO_USER_POOL_ID": "us-east-1_abc",
     "COGNITO_APP_CLIENT_ID": "client",
@@ -42,7 +43,8 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**base, **env},
+        # Development settings unless the test says otherwise (DEBUG is off unless set).
+        env={**base, "DJANGO_DEBUG": "true", **env},
         capture_output=True,
         text=True,
         timeout=120,
