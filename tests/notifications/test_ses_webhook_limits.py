@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -268,3 +268,53 @@ def test_the_configured_formatters_mask_addresses():
         line = formatter.format(record)
         assert "bob@example.com" not in line and "b***@example.com" in line, line
         assert "carol@example.com" not in line, line
+
+
+# --- anything at all ---------------------------------------------------------------------------
+
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=20)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+EVENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "eventType": st.sampled_from(["Bounce", "Complaint", "Delivery", "Reject", "Open"])
+        | JSON_VALUES,
+        "notificationType": JSON_VALUES,
+        "mail": st.fixed_dictionaries({}, optional={"messageId": ANY_TEXT | JSON_VALUES}),
+        "bounce": JSON_VALUES,
+        "delivery": JSON_VALUES,
+        "complaint": JSON_VALUES,
+        "reject": JSON_VALUES,
+    },
+)
+
+
+@given(
+    event=EVENTS,
+    fields=st.dictionaries(
+        st.sampled_from(["Type", "MessageId", "Subject", "Timestamp", "SignatureVersion", "Token"]),
+        ANY_TEXT | JSON_VALUES,
+        max_size=3,
+    ),
+    signed=st.booleans(),
+)
+@hypothesis_settings(
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_any_message_of_our_topic_gets_a_clean_answer(client, fake_sns, event, fields, signed):
+    """Signed or not, with any field replaced by any JSON (lone surrogates included)."""
+    message = notification(fake_sns, event)
+    message.update(fields)
+    if signed and isinstance(message.get("Type"), str) and message["Type"] in ses_events._SIGNED:
+        signed_fields = {k: v for k, v in message.items() if isinstance(v, str)}
+        message = {**message, **ses_events.sign(signed_fields, fake_sns.signing_key)}
+    assert post(client, json.dumps(message).encode()) in (200, 400, 503)
+    assert len(fake_sns.requests) <= 1  # at most the real certificate, once
