@@ -1,4 +1,6 @@
-"""Micro-benchmarks in one process: email rendering, ID-token verification, order_place.
+"""Micro-benchmarks in one process: email rendering, ID-token verification, order_place,
+``GET /api/schema/`` (built per request by drf-spectacular's own generator, the baseline, and
+once per process by the shop's, side by side).
 
 No server, no network: the Cognito key is pre-loaded and the SQS publish is a no-op; a
 throwaway SQLite file. Part of ``make bench`` (``bench/run.py``); see bench/README.md.
@@ -22,8 +24,8 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 DB_PATH = Path(f"/tmp/shop-bench-{os.getpid()}.sqlite3")
 WARMUP = 10  # untimed calls before each timed loop
-SIZES = {"full": (2000, 2000, 300), "tiny": (50, 50, 20)}
-RENDERS, TOKEN_CALLS, ORDERS = SIZES["full"]
+SIZES = {"full": (2000, 2000, 300, 100), "tiny": (50, 50, 20, 5)}
+RENDERS, TOKEN_CALLS, ORDERS, SCHEMA_GETS = SIZES["full"]
 KID = "bench-key"
 
 Row = tuple[str, float | int, str]
@@ -149,6 +151,37 @@ def bench_orders() -> list[Row]:
     return [*rows, ("orders: no-op publishes on commit (+warm-up)", next(published), "")]
 
 
+def bench_schema() -> list[Row]:
+    """An anonymous ``GET /api/schema/`` through the whole stack (middleware, DRF, the
+    renderer), JSON and YAML, with drf-spectacular's generator and with the shop's."""
+    from django.core.cache import cache
+    from django.test import Client
+    from drf_spectacular.generators import SchemaGenerator as StockGenerator
+    from drf_spectacular.views import SpectacularAPIView
+
+    from shop.api import SchemaGenerator
+
+    client = Client(HTTP_HOST="localhost")
+
+    def get(query: str) -> Callable[[], None]:
+        def call() -> None:
+            cache.clear()  # the anonymous rate limit is not what is measured
+            response = client.get(f"/api/schema/{query}")
+            assert response.status_code == 200, response.status_code
+
+        return call
+
+    rows: list[Row] = []
+    for label, query in (("JSON", "?format=json"), ("YAML", "")):
+        with mock.patch.object(SpectacularAPIView, "generator_class", StockGenerator):
+            before = timed(get(query), SCHEMA_GETS)
+        after = timed(get(query), SCHEMA_GETS)
+        rows += summary(f"schema: GET {label}, built per request (drf-spectacular)", before)
+        rows += summary(f"schema: GET {label}, built once per process (shop)", after)
+    rows.append(("schema: builds in this process (shop's generator)", SchemaGenerator.builds, ""))
+    return rows
+
+
 def peak_memory_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
@@ -156,16 +189,16 @@ def peak_memory_mib() -> float:
 
 def run(*, size: str, log_dir: Path) -> list:
     """The micro figures, as rows of the benchmark table (``bench.common.Figure``)."""
-    global RENDERS, TOKEN_CALLS, ORDERS
+    global RENDERS, TOKEN_CALLS, ORDERS, SCHEMA_GETS
     from bench.common import Figure
 
-    RENDERS, TOKEN_CALLS, ORDERS = SIZES[size]
+    RENDERS, TOKEN_CALLS, ORDERS, SCHEMA_GETS = SIZES[size]
     environment_set()
     import django
 
     django.setup()
     try:
-        rows = bench_rendering() + bench_tokens() + bench_orders()
+        rows = bench_rendering() + bench_tokens() + bench_orders() + bench_schema()
     finally:
         from django.db import connections
 

@@ -218,6 +218,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orders for customers signed in with Amazon Cognito.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Built once per process, not per request (shop/api.py).
+    "DEFAULT_GENERATOR_CLASS": "shop.api.SchemaGenerator",
     "ENUM_NAME_OVERRIDES": {
         name: f"drf_standardized_errors.openapi_serializers.{name}.choices"
         for name in [
