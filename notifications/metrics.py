@@ -3,7 +3,8 @@
 An interface, like ``tasks``: it listens to the confirmation task from outside (``task_success``
 with the result ``"sent"``, ``task_failure``), in the process that ran it (a pool child; see
 ``shop.metrics`` for the multiprocess mode), and registers the live queue-depth collector
-for ``/metrics``. Imported by ``NotificationsConfig.ready``.
+for ``/metrics`` (``METRICS_QUEUE_DEPTH``: not in the public API service). Imported by
+``NotificationsConfig.ready``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from django.conf import settings
 from notifications import queue, ses
 from shop import metrics
 
-metrics.live_collector_register(
-    metrics.QueueDepthCollector(stats=queue.queue_stats, unavailable=(queue.QueueUnavailable,))
-)
+if settings.METRICS_QUEUE_DEPTH:  # not in the public API service (no queue reads there)
+    metrics.live_collector_register(
+        metrics.QueueDepthCollector(stats=queue.queue_stats, unavailable=(queue.QueueUnavailable,))
+    )
 
 
 def _is_confirmation(sender: Any) -> bool:

@@ -92,7 +92,18 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "shop.urls"
+# Which web service this process is (README "Deploying to AWS"), from the same image:
+# "all" (the default: the admin and the public API together, as make run and the tests run
+# them), "api" (the public API and the SES events webhook: no admin URLs, no queue reads) or
+# "admin" (the admin and its queue pages). Each has its own IAM role (infra/shop.yaml).
+SHOP_SERVICES = {"all": "shop.urls", "api": "shop.urls_api", "admin": "shop.urls_admin"}
+SHOP_SERVICE = env.str("SHOP_SERVICE", default="all").lower()
+if SHOP_SERVICE not in SHOP_SERVICES:
+    raise ImproperlyConfigured("SHOP_SERVICE must be all, api or admin")
+ROOT_URLCONF = SHOP_SERVICES[SHOP_SERVICE]
+# /metrics shows the queue pair's depth (read from SQS at each scrape) where the admin is:
+# the public API's role may not read the dead-letter queue.
+METRICS_QUEUE_DEPTH = SHOP_SERVICE != "api"
 WSGI_APPLICATION = "shop.wsgi.application"
 
 TEMPLATES = [

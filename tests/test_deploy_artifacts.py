@@ -242,6 +242,14 @@ def readme_docker_lines() -> tuple[list[str], list[DockerRun]]:
     return build, runs
 
 
+def service(run: DockerRun) -> str:
+    """The SHOP_SERVICE a README ``docker run`` line sets."""
+    (value,) = [
+        e.split("=", 1)[1] for e in run.options.get("-e", []) if e.startswith("SHOP_SERVICE=")
+    ]
+    return value
+
+
 def readme_run(*prefix: str) -> DockerRun:
     found = [run for run in readme_docker_lines()[1] if run.command[: len(prefix)] == list(prefix)]
     assert len(found) == 1, f"README's Docker section: {len(found)} `docker run` of {prefix}"
@@ -488,23 +496,27 @@ def test_readme_docker_lines_are_the_image_commands():
     build, runs = readme_docker_lines()
     assert build[:2] == ["-t", "shop"] and build[2:] == ["."]  # ./Dockerfile, this context
     assert {run.image for run in runs} == {"shop"}
-    # The web server is the image's default command, which README states word for word.
-    (web,) = [run for run in runs if not run.command]
+    # The web server is the image's default command, which README states word for word; it
+    # runs twice, as the public API and as the admin (SHOP_SERVICE).
+    webs = [run for run in runs if not run.command]
+    assert sorted(service(run) for run in webs) == ["admin", "api"]
     (stated,) = re.findall(r"`(gunicorn [^`]+)`", readme_docker_section())
     assert shlex.split(stated) == default_command()
     assert default_command()[:2] == ["gunicorn", settings.WSGI_APPLICATION.rsplit(".", 1)[0]]
     port, _ = healthcheck_url()
-    assert web.options["-p"] == [f"{port}:{port}"]
     assert only("EXPOSE").args == str(port)
     assert f"0.0.0.0:{port}" in default_command()
-    assert "--no-healthcheck" not in web.options
+    for web in webs:
+        (published,) = web.options["-p"]
+        assert published.endswith(f":{port}"), published
+        assert "--no-healthcheck" not in web.options
     # The other processes: worker, sweep, migrate. None serves HTTP, so none is health-checked.
     worker = readme_run("celery", "-A", "shop", "worker")
     sweep = readme_run("python", "manage.py", "confirmation_sweep")
     migrate = readme_run("python", "manage.py", "migrate")
     for run in (worker, sweep, migrate):
         assert "--no-healthcheck" in run.options, run.command
-    assert len(runs) == 4
+    assert len(runs) == 5
 
 
 @pytest.mark.django_db
@@ -573,6 +585,66 @@ def test_default_command_serves_health_and_static_files(context):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_the_public_api_and_the_admin_run_as_separate_services_of_the_image(context):
+    """README's two web lines: the same default command, SHOP_SERVICE apart. The public API
+    has no admin and reads no queue (its role may not); the admin has no API."""
+    env = container_env(context, METRICS_ALLOWED_IPS="127.0.0.1")
+    migrate = subprocess.run(
+        executable(readme_run("python", "manage.py", "migrate").command),
+        cwd=context, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    servers: dict[str, tuple[subprocess.Popen, int]] = {}
+    try:
+        for run in [r for r in readme_docker_lines()[1] if not r.command]:
+            port = free_port()
+            command = executable(default_command())
+            command[command.index(f"0.0.0.0:{healthcheck_url()[0]}")] = f"127.0.0.1:{port}"
+            extra = dict(e.split("=", 1) for e in run.options.get("-e", []))
+            process = subprocess.Popen(
+                command,
+                cwd=context,
+                env={**env, **extra},
+                stdout=(context.parent / f"{service(run)}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            servers[service(run)] = (process, port)
+
+        def get(name: str, path: str) -> tuple[int, str]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{servers[name][1]}{path}",
+                headers={"Host": "shop.example.com", "X-Forwarded-Proto": "https"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                return error.code, ""
+            except OSError:
+                return 0, ""
+
+        for name in servers:
+            wait_for(lambda name=name: get(name, HEALTH_PATH)[0] == 200, timeout=60,
+                     what=f"the {name} service")  # fmt: skip
+        assert get("api", "/api/products/")[0] == 200
+        assert get("api", "/admin/login/")[0] == 404
+        assert get("admin", "/admin/login/")[0] == 200
+        assert get("admin", "/api/products/")[0] == 404
+        assert get("admin", "/ses/events/")[0] == 404
+        api_metrics, admin_metrics = get("api", "/metrics"), get("admin", "/metrics")
+        assert api_metrics[0] == admin_metrics[0] == 200
+        assert "shop_orders_placed_total" in api_metrics[1]
+        assert "shop_sqs_messages" not in api_metrics[1]  # no queue reads in the API service
+        assert (
+            'shop_sqs_messages{queue="' in admin_metrics[1]
+            and "shop_sqs_up 1.0" in (admin_metrics[1])
+        )
+    finally:
+        for process, _ in servers.values():
+            assert stop(process) == 0
 
 
 def test_migrate_and_sweep_commands_run_in_the_image(context):
@@ -648,7 +720,8 @@ def test_template_deploys_with_its_defaults(default_stack):
         "DeadLetterQueueArn",
         "SesConfigurationSetName",
         "SesEventsTopicArn",
-        "WebPolicyArn",
+        "ApiPolicyArn",
+        "AdminPolicyArn",
         "WorkerPolicyArn",
     }
     name = default_stack.queue_name
@@ -677,7 +750,10 @@ def test_template_deploys_with_its_defaults(default_stack):
 def test_policies_grant_exactly_what_the_processes_call(default_stack):
     outputs = default_stack.outputs
     orders, dlq = outputs["OrderQueueArn"], outputs["DeadLetterQueueArn"]
-    assert grants(outputs["WebPolicyArn"]) == {
+    # The public API publishes confirmation tasks, and nothing else: no DLQ, no queue reads.
+    assert grants(outputs["ApiPolicyArn"]) == {("sqs:SendMessage", orders)}
+    # The admin: queue health, the DLQ pages and their redrive/delete, resend, ses_verify.
+    assert grants(outputs["AdminPolicyArn"]) == {
         ("sqs:SendMessage", orders),
         ("sqs:GetQueueAttributes", orders),
         ("sqs:GetQueueAttributes", dlq),
@@ -685,8 +761,7 @@ def test_policies_grant_exactly_what_the_processes_call(default_stack):
         ("sqs:DeleteMessage", dlq),
         ("sqs:ChangeMessageVisibility", dlq),
         ("sqs:StartMessageMoveTask", dlq),
-        ("sqs:ListMessageMoveTasks", dlq),
-        ("sqs:CancelMessageMoveTask", dlq),
+        ("ses:VerifyEmailIdentity", "*"),
     }
     # In the SES sandbox (the default) recipients are identities too: identity/*.
     assert grants(outputs["WorkerPolicyArn"]) == {
@@ -724,7 +799,8 @@ def test_template_options_topic_roles_sender_and_receive_count(deployed):
     assert {
         "OrderEventsTopicArn",
         "OrderEventsPublisherPolicyArn",
-        "WebRoleArn",
+        "ApiRoleArn",
+        "AdminRoleArn",
         "WorkerRoleArn",
     } <= set(outputs)
     assert (
@@ -744,7 +820,7 @@ def test_template_options_topic_roles_sender_and_receive_count(deployed):
     # The roles: assumable by the given service only. (Which policies they carry is checked
     # in the template: the emulator ignores a role's ManagedPolicyArns.)
     iam = aws.client("iam")
-    for role_output in ("WebRoleArn", "WorkerRoleArn"):
+    for role_output in ("ApiRoleArn", "AdminRoleArn", "WorkerRoleArn"):
         role = iam.get_role(RoleName=outputs[role_output].rsplit("/", 1)[1])["Role"]
         trust = role["AssumeRolePolicyDocument"]
         if isinstance(trust, str):
@@ -778,16 +854,37 @@ def test_what_the_emulator_skips_is_right_in_the_template():
     ]
     assert resources["OrderQueue"]["Properties"]["QueueName"] == {"Ref": "QueueName"}
 
-    # The alarm: any visible message in the DLQ.
-    (alarm_id,) = by_type["AWS::CloudWatch::Alarm"]
-    alarm = resources[alarm_id]["Properties"]
+    # The alarms: any visible message in the DLQ; SES's bounce and complaint rates.
+    alarms = {
+        resources[i]["Properties"]["MetricName"]: i for i in by_type["AWS::CloudWatch::Alarm"]
+    }
+    assert set(alarms) == {
+        "ApproximateNumberOfMessagesVisible",
+        "Reputation.BounceRate",
+        "Reputation.ComplaintRate",
+    }
+    alarm = resources[alarms["ApproximateNumberOfMessagesVisible"]]["Properties"]
     assert alarm["Namespace"] == "AWS/SQS"
-    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarm["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
     ]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
     assert alarm["TreatMissingData"] == "notBreaching"
+    for metric, threshold in (
+        ("Reputation.BounceRate", "BounceRateAlarmThreshold"),
+        ("Reputation.ComplaintRate", "ComplaintRateAlarmThreshold"),
+    ):
+        rate = resources[alarms[metric]]["Properties"]
+        assert rate["Namespace"] == "AWS/SES"
+        assert "Dimensions" not in rate  # the account's rates, the ones SES acts on
+        assert rate["Threshold"] == {"Ref": threshold}
+        assert rate["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert rate["TreatMissingData"] == "notBreaching"
+        # Where the dead-letter alarm reports, they report.
+        assert rate["AlarmActions"] == alarm["AlarmActions"]
+        assert rate["OKActions"] == alarm["OKActions"]
+    assert template["Parameters"]["BounceRateAlarmThreshold"]["Default"] == 0.05
+    assert template["Parameters"]["ComplaintRateAlarmThreshold"]["Default"] == 0.001
 
     # SES: the configuration set sends bounce/complaint/delivery/reject events to the topic.
     (config_set_id,) = by_type["AWS::SES::ConfigurationSet"]
@@ -835,16 +932,17 @@ def test_what_the_emulator_skips_is_right_in_the_template():
     }
     assert template["Parameters"]["SesEventsWebhookUrl"]["AllowedPattern"] == "^$|^https://[^\\s]+$"
 
-    # Each role carries its process's policies (the emulator ignores ManagedPolicyArns).
-    assert resources["WebRole"]["Properties"]["ManagedPolicyArns"] == {
+    # Each role carries its service's policies (the emulator ignores ManagedPolicyArns).
+    assert resources["ApiRole"]["Properties"]["ManagedPolicyArns"] == {
         "Fn::If": [
             "CreateOrderEvents",
-            [{"Ref": "WebPolicy"}, {"Ref": "OrderEventsPublisherPolicy"}],
-            [{"Ref": "WebPolicy"}],
+            [{"Ref": "ApiPolicy"}, {"Ref": "OrderEventsPublisherPolicy"}],
+            [{"Ref": "ApiPolicy"}],
         ]
     }
+    assert resources["AdminRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "AdminPolicy"}]
     assert resources["WorkerRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "WorkerPolicy"}]
-    for role in ("WebRole", "WorkerRole"):
+    for role in ("ApiRole", "AdminRole", "WorkerRole"):
         assert resources[role]["Condition"] == "CreateRoles"
 
 
