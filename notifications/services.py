@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -21,6 +23,7 @@ from notifications.models import (
     SuppressedAddress,
 )
 from orders.models import Order, OrderStatus
+from shop.logging import EMAIL_ADDRESS
 
 logger = logging.getLogger(__name__)
 
@@ -305,3 +308,35 @@ def confirmation_preview(*, order_id: int) -> rendering.RenderedEmail:
     """The email as it would be sent for this order, rendered without sending anything."""
     order = Order.objects.get(pk=order_id)
     return rendering.confirmation_render(order=order)
+
+
+def customer_data_erase(*, order_ids: Iterable[int], emails: Iterable[str]) -> dict[str, int]:
+    """Erase what notifications hold about a customer (``orders.privacy``, in its transaction):
+    the orders' email records lose their last error (SES quotes the address) and their SES
+    message id (a late SES event would bring the address back into the history), every
+    address in their history is removed, and the addresses leave the suppression list (with
+    the admin's log of them)."""
+    order_ids, emails = list(order_ids), {e.strip().lower() for e in emails}
+    records = ConfirmationEmail.objects.filter(order_id__in=order_ids)
+    cleared = records.exclude(last_error="", ses_message_id="").update(
+        last_error="", ses_message_id="", updated_at=timezone.now()
+    )
+    scrubbed = 0
+    for event in EmailEvent.objects.filter(notification__order_id__in=order_ids):
+        detail = EMAIL_ADDRESS.sub("[erased]", event.detail)
+        if detail != event.detail:
+            event.detail = detail
+            event.save(update_fields=["detail"])
+            scrubbed += 1
+    suppressed = SuppressedAddress.objects.filter(email__in=emails)
+    logged = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(SuppressedAddress),
+        object_id__in=[str(pk) for pk in suppressed.values_list("pk", flat=True)],
+    ).update(object_repr="[erased]")
+    removed, _ = suppressed.delete()
+    return {
+        "confirmation emails cleared": cleared,
+        "email history entries scrubbed": scrubbed,
+        "suppressed addresses removed": removed,
+        "admin log entries scrubbed": logged,
+    }

@@ -85,6 +85,8 @@ def log_context(*, order_id: int | None = None, task_id: str | None = None) -> I
 #: first one kept) and a domain with at least one dot (kept whole: ``a***@example.com``).
 _LOCAL = r"[\w!#$%&'*+/=?^`{|}~.-]"
 _EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*@((?:[\w-]+\.)+[\w-]{{2,}})")
+#: The same addresses, whole (``EMAIL_ADDRESS.sub("[erased]", text)`` removes them).
+EMAIL_ADDRESS = re.compile(rf"{_LOCAL}+@(?:[\w-]+\.)+[\w-]{{2,}}")
 
 
 def email_addresses_mask(text: str) -> str:
