@@ -1,0 +1,209 @@
+"""Every AWS call each service makes is one its IAM policy grants, and every action a policy
+grants is one its service really calls: no AccessDenied on AWS, nothing granted for nothing.
+
+Each service's processes run with ``AWS_ENDPOINT_URL`` pointed at a counting proxy in front
+of the session's emulator (``bench/aws_counter.py``: it sees boto3's calls and kombu's own
+pycurl polls alike) while they do everything their service does:
+
+- public API: a real gunicorn (``SHOP_SERVICE=api``) places an order (the confirmation task,
+  the OrderPlaced event) and is scraped;
+- admin: the operators' commands, which run the same services as the admin's pages (queue
+  health, DLQ list, redrive selected and all, delete, resend, ses_verify), and a real
+  gunicorn (``SHOP_SERVICE=admin``) scraped for its queue gauges;
+- worker: a real ``celery -A shop worker`` sends one confirmation and fails another (the SES
+  sandbox refuses the recipient), with the sandbox rule asked of SES and django-ses's pacing
+  on.
+
+The actions each process called are compared, both ways, with the actions of its policies in
+``infra/shop.yaml`` (resources are checked by ``tests/test_deploy_artifacts.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from cfnlint.decode import cfn_yaml
+from django.conf import settings
+
+from bench.aws_counter import AwsCounter
+from notifications.models import ConfirmationEmail, EmailStatus
+from orders.models import Order
+from shop import aws, provisioning
+from tests.conftest import emulator_token, make_product, order_body
+from tests.pipeline import ROOT, WebServer, Worker, database_url, dead_letter, wait_for
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.worker]
+TEMPLATE = ROOT / "infra" / "shop.yaml"
+#: Batch calls are authorized as their single-message action.
+BATCH = {
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+    "DeleteMessageBatch": "DeleteMessage",
+    "SendMessageBatch": "SendMessage",
+}
+
+
+def policy_actions(*names: str) -> set[str]:
+    """The actions the template's managed policies of these names grant."""
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    actions: set[str] = set()
+    for name in names:
+        for statement in resources[name]["Properties"]["PolicyDocument"]["Statement"]:
+            found = statement["Action"]
+            actions.update([found] if isinstance(found, str) else found)
+    return actions
+
+
+def iam_actions(calls) -> set[str]:
+    """IAM actions of the calls a counting proxy saw (unsigned requests are not AWS calls)."""
+    actions = set()
+    for service, action in calls:
+        if service == "unsigned":
+            continue
+        if action.startswith("GET /v2/email/account"):  # SES v2's REST GetAccount
+            action = "GetAccount"
+        actions.add(f"{service}:{BATCH.get(action, action)}")
+    return actions
+
+
+def _manage(counter: AwsCounter, *args: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "AWS_ENDPOINT_URL": counter.url,
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _scrape(server: WebServer) -> str:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=20) as response:
+        return response.read().decode()
+
+
+@pytest.fixture
+def topic() -> str:
+    return aws.client("sns").create_topic(Name="audit-order-events")["TopicArn"]
+
+
+def test_each_service_calls_exactly_what_its_policy_grants(
+    transactional_db, tmp_path, queues, topic
+):
+    make_product(sku="AUDIT-1", stock=100)
+    calls: dict[str, set[str]] = {}
+
+    # --- the public API ---------------------------------------------------------------------
+    with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
+        api = WebServer(
+            tmp_path / "api.log",
+            {
+                "SHOP_SERVICE": "api",
+                "AWS_ENDPOINT_URL": counter.url,
+                # The key set is public HTTPS, no AWS call: straight to the emulator.
+                "COGNITO_JWKS_URL": settings.COGNITO_JWKS_URL,
+                "ORDER_EVENTS_TOPIC_ARN": topic,
+                "METRICS_ALLOWED_IPS": "127.0.0.1",
+            },
+        ).start()
+        try:
+            status, body = api.request(
+                "POST", "/api/orders/", order_body(("AUDIT-1", 1)), emulator_token()
+            )
+            assert status == 201, body
+            assert "shop_sqs_messages" not in _scrape(api)
+        finally:
+            api.stop()
+        calls["api"] = iam_actions(counter.calls())
+    sent_order = Order.objects.get(pk=body["id"])
+
+    # --- the admin (no worker runs: the DLQ keeps what is put there) ------------------------
+    with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
+        admin = WebServer(
+            tmp_path / "admin.log",
+            {
+                "SHOP_SERVICE": "admin",
+                "AWS_ENDPOINT_URL": counter.url,
+                "METRICS_ALLOWED_IPS": "127.0.0.1",
+            },
+        ).start()
+        try:
+            assert 'shop_sqs_messages{queue="' in _scrape(admin)
+        finally:
+            admin.stop()
+        admin_env = {"SHOP_SERVICE": "admin"}
+        _manage(counter, "queue_stats", **admin_env)
+        doomed = dead_letter(sent_order.pk)
+        redriven = dead_letter(sent_order.pk)
+        assert str(sent_order.pk) in _manage(counter, "dlq_list", **admin_env)
+        _manage(counter, "dlq_delete", "--message-id", doomed, "--yes", **admin_env)
+        _manage(counter, "dlq_redrive", "--message-id", redriven, **admin_env)
+        dead_letter(sent_order.pk)
+        _manage(counter, "dlq_redrive", **admin_env)  # "Redrive all": StartMessageMoveTask first
+        _manage(counter, "resend_confirmation", str(sent_order.pk), **admin_env)
+        _manage(counter, "ses_verify", "audit@example.com", **admin_env)
+        calls["admin"] = iam_actions(counter.calls())
+
+    # --- the worker ---------------------------------------------------------------------------
+    refused = None
+    with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
+        worker = Worker(
+            tmp_path / "worker.log",
+            {
+                "AWS_ENDPOINT_URL": counter.url,
+                "SES_SANDBOX": "auto",  # asks SES (GetAccount), and the emulator says sandbox
+                "AWS_SES_AUTO_THROTTLE": "0.5",  # django-ses's pacing asks GetSendQuota
+            },
+        ).start()
+        try:
+            wait_for(
+                lambda: ConfirmationEmail.objects.filter(
+                    order=sent_order, status=EmailStatus.SENT
+                ).exists(),
+                timeout=60,
+                what="the confirmation sent",
+            )
+            refused = _order_for(provisioning.UNVERIFIED_CUSTOMER)
+            wait_for(
+                lambda: re.search(rf"order={refused.pk} attempt=2 outcome=failed", worker.text()),
+                timeout=60,
+                what="two failed attempts (SQS's redelivery after the backoff)",
+            )
+        finally:
+            worker.stop()
+        calls["worker"] = iam_actions(counter.calls())
+
+    granted = {
+        "api": policy_actions("ApiPolicy", "OrderEventsPublisherPolicy"),
+        "admin": policy_actions("AdminPolicy"),
+        "worker": policy_actions("WorkerPolicy"),
+    }
+    for service in granted:
+        assert calls[service] <= granted[service], (service, calls[service] - granted[service])
+        assert granted[service] <= calls[service], (service, granted[service] - calls[service])
+    print(json.dumps({k: sorted(v) for k, v in calls.items()}, indent=1))
+
+
+def _order_for(email: str) -> Order:
+    from orders import services
+
+    return services.order_place(
+        customer_id=email,
+        customer_email=email,
+        shipping_address=services.ShippingAddress(
+            name="Audit", line1="1 Main St", city="Town", postal_code="1", country="US"
+        ),
+        lines=[services.LineRequest(sku="AUDIT-1", quantity=1)],
+    )
