@@ -20,11 +20,30 @@ Every rejected poison message logs one ERROR line, ``poison message id=... attem
 task=... outcome=rejected reason=...``: ``id`` is the SQS MessageId (the DLQ keeps it),
 ``attempt`` SQS's ApproximateReceiveCount.
 
+**A requeue is a failed attempt.** Celery rejects *with requeue* when a prefork pool child
+dies mid-task (``task_reject_on_worker_lost``: SIGKILL, the OOM killer, a crash in a C
+extension) and when a task hits its hard time limit (acks on timeout off). kombu 5.7's SQS
+QoS then restores the message (``QoS.reject`` -> ``Channel._restore`` -> ``_put``):
+``_restore`` pops ``sqs_message`` from the delivery info and marks the message redelivered,
+so ``_put`` changes its visibility to the long poll's ``wait_time_seconds`` instead of the
+backoff delay (for a message not marked so, ``_put`` is a SendMessage of a copy whose receive
+count starts at 0); then ``QoS.reject`` applies the backoff policy, which reads the popped
+``sqs_message``: KeyError, and the worker's main process stops with "Unrecoverable error:
+KeyError('sqs_message')", taking every other in-flight task with it (observed with kombu
+5.7.0 and Celery 5.7.0; no upstream kombu issue for this path was found, kombu#1824 reports
+a KeyError from the same backoff policy). Here a requeue is the same as a failed attempt: the
+message stays in the queue, its visibility is set to the backoff delay for its receive count
+(``backoff_policy``, the delay a failed attempt gets), nothing is sent, nothing is fatal, and
+the receive count keeps growing, so a message that kills its child on every delivery reaches
+the DLQ after ``maxReceiveCount``. One WARNING line says so: ``returned message id=...
+attempt=... outcome=requeued ...``.
+
 Settings select them: ``CELERY_WORKER_CONSUMER`` and ``CELERY_BROKER_TRANSPORT``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +60,14 @@ logger = logging.getLogger(__name__)
 
 
 class PoisonTolerantQoS(SQS.QoS):
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if requeue:
+            # Not kombu's requeue (``_restore`` -> ``_put``, see the module's docstring): the
+            # message stays where it is, in flight, and comes back after the backoff delay.
+            with contextlib.suppress(KeyError):  # not delivered here: nothing to say
+                _log_returned(self.get(delivery_tag))
+        super().reject(delivery_tag, requeue=False)
+
     def extract_task_name_and_number_of_retries(self, delivery_tag: str) -> tuple[Any, Any]:
         headers = self._delivered[delivery_tag].headers
         if not isinstance(headers, dict) or not headers.get("task"):
@@ -141,14 +168,37 @@ class PoisonTolerantConsumer(Consumer):
         _log_rejected(message, f"invalid task message: {exc!r}")
 
 
+def _sqs_attributes(message: Any) -> tuple[str, str]:
+    """(MessageId, ApproximateReceiveCount) of a kombu message, "?" where unknown."""
+    delivery_info = getattr(message, "delivery_info", None) or {}
+    sqs_message = delivery_info.get("sqs_message") or {}
+    return (
+        sqs_message.get("MessageId", "?"),
+        (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount", "?"),
+    )
+
+
+def _log_returned(message: Any) -> None:
+    message_id, attempt = _sqs_attributes(message)
+    headers = getattr(message, "headers", None)
+    logger.warning(
+        "returned message id=%s attempt=%s task=%s outcome=requeued reason=the worker lost "
+        "the task (pool child died, or hard time limit): a failed attempt, back after the "
+        "backoff delay (SQS moves it to the dead-letter queue after maxReceiveCount receives)",
+        message_id,
+        attempt,
+        headers.get("task", "-") if isinstance(headers, dict) else "-",
+    )
+
+
 def _log_rejected(message: Message, reason: str) -> None:
-    sqs_message = (message.delivery_info or {}).get("sqs_message") or {}
+    message_id, attempt = _sqs_attributes(message)
     headers = message.headers if isinstance(message.headers, dict) else {}
     logger.error(
         "poison message id=%s attempt=%s task=%s outcome=rejected reason=%s "
         "(SQS moves it to the dead-letter queue after maxReceiveCount receives)",
-        sqs_message.get("MessageId", "?"),
-        (sqs_message.get("Attributes") or {}).get("ApproximateReceiveCount", "?"),
+        message_id,
+        attempt,
         headers.get("task", "-"),
         reason,
     )
