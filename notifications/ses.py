@@ -112,15 +112,21 @@ _backends: dict[tuple[str, str], object] = {}
 
 
 def _mail_backend():
-    """One django-ses backend per process, not one per email, sending with the process's SES
-    client from ``shop.aws`` (its timeouts and retries) instead of a second one of its own."""
+    """One django-ses backend per process, not one per email, sending with the process's
+    single-attempt SES client from ``shop.aws`` instead of a second one of its own.
+
+    Single attempt: botocore's standard mode would repeat SendRawEmail after a read timeout
+    or a 5xx, and SES may have taken the first one: a second email. Each delivery of the
+    queue message makes one send; SQS is the retry (and ``Throttling``, which says the email
+    was not taken, is retried by the caller after the governor's next token).
+    """
     key = (settings.EMAIL_BACKEND, settings.AWS_SES_ENDPOINT_URL)
     with _cache_lock:
         if key not in _backends:
             backend = get_connection(settings.EMAIL_BACKEND)
             if isinstance(backend, SESBackend):
                 use_v2 = getattr(settings, "USE_SES_V2", False)
-                backend.connection = aws.client("sesv2" if use_v2 else "ses")
+                backend.connection = aws.client("sesv2" if use_v2 else "ses", single_attempt=True)
             _backends[key] = backend
         return _backends[key]
 

@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from django.conf import settings
 
-_clients: dict[tuple[str, str, str, bool], Any] = {}
+_clients: dict[tuple[str, str, str, bool, bool], Any] = {}
 _lock = threading.Lock()
 # One session per process: its loader parses botocore's endpoint and service data once, so a
 # second client costs ~20 ms instead of ~150 ms (each is built under _lock: sessions are not
@@ -29,16 +29,27 @@ _BOUNDED_CONFIG = Config(
 )
 
 
+def _single_attempt_config() -> Config:
+    """For calls that must not be repeated by botocore: SES's send. After a read timeout or a
+    5xx SES may have taken the email already; the caller decides (SQS is the retry)."""
+    return Config(
+        connect_timeout=2,
+        read_timeout=settings.SES_READ_TIMEOUT,
+        retries={"mode": "standard", "total_max_attempts": 1},
+    )
+
+
 def _endpoint(service_name: str) -> str:
     if service_name in ("ses", "sesv2"):
         return settings.AWS_SES_ENDPOINT_URL
     return settings.AWS_ENDPOINT_URL
 
 
-def client(service_name: str, *, bounded: bool = False) -> Any:
-    """The process's client for the service; ``bounded``: 1 s connect, 2 s read, no retry."""
+def client(service_name: str, *, bounded: bool = False, single_attempt: bool = False) -> Any:
+    """The process's client for the service; ``bounded``: 1 s connect, 2 s read, no retry;
+    ``single_attempt``: no retry, read timeout ``SES_READ_TIMEOUT``."""
     endpoint = _endpoint(service_name)
-    key = (service_name, settings.AWS_REGION, endpoint, bounded)
+    key = (service_name, settings.AWS_REGION, endpoint, bounded, single_attempt)
     global _session
     with _lock:
         if key not in _clients:
@@ -47,6 +58,12 @@ def client(service_name: str, *, bounded: bool = False) -> Any:
                 service_name,
                 region_name=settings.AWS_REGION,
                 endpoint_url=endpoint or None,
-                config=_BOUNDED_CONFIG if bounded else _CONFIG,
+                config=(
+                    _BOUNDED_CONFIG
+                    if bounded
+                    else _single_attempt_config()
+                    if single_attempt
+                    else _CONFIG
+                ),
             )
         return _clients[key]

@@ -307,6 +307,10 @@ AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default="") or AWS_ENDPOI
 AWS_SES_REGION_ENDPOINT_URL = AWS_SES_ENDPOINT_URL or None
 # django-ses paces sends by the account's max send rate (fraction of it; 0 turns it off).
 AWS_SES_AUTO_THROTTLE = env.float("AWS_SES_AUTO_THROTTLE", default=0.5)
+# Seconds the worker waits for SES's answer to a send (one attempt, never repeated by
+# botocore). An answer later than this is a failed attempt although SES may have taken the
+# email: the redelivery then sends it again (README, Guarantees: the duplicate window).
+SES_READ_TIMEOUT = env.float("SES_READ_TIMEOUT", default=10)
 # SES events (README "SES events and the suppression list"). django-ses names this
 # configuration set on every email (X-SES-CONFIGURATION-SET), so SES publishes its events to
 # the set's SNS topic, which POSTs them to /ses/events/. Empty: no set, no events.

@@ -109,6 +109,7 @@ class SesProxy:
         self._release_count = 0
         self._rate: float | None = None
         self._withhold = 0.0
+        self._withhold_left: int | None = None
         self.held = threading.Event()
         self.held_peers: list[tuple[str, int]] = []
         self._local = threading.local()
@@ -176,10 +177,12 @@ class SesProxy:
         with self._lock:
             self._rate = rate
 
-    def withhold_answers(self, seconds: float) -> None:
-        """Forward each send, then hold SES's answer back this long (0: answer at once)."""
+    def withhold_answers(self, seconds: float, *, sends: int | None = None) -> None:
+        """Forward each send, then hold SES's answer back this long (0: answer at once), for
+        the next ``sends`` sends only (None: all of them)."""
         with self._lock:
             self._withhold = seconds
+            self._withhold_left = sends
 
     # --- what it saw --------------------------------------------------------------------
     def sends(self) -> list[Send]:
@@ -212,13 +215,16 @@ class SesProxy:
                     return 400, "Bad Request", [("Content-Type", "text/xml")], payload
                 self._accepted_at.append(arrived)
             withhold = self._withhold
+            if withhold and self._withhold_left is not None:
+                self._withhold_left -= 1
+                if self._withhold_left <= 0:
+                    self._withhold, self._withhold_left = 0.0, None
         answer = self._forward(handler.command, handler.path, body, headers)
-        answered = time.time()
+        with self._lock:  # recorded now: SES has taken it, whatever becomes of the answer
+            outcome = "withheld" if withhold else "forwarded"
+            self._sends.append(Send(arrived, order, outcome, time.time()))
         if withhold:
             time.sleep(withhold)
-        with self._lock:
-            outcome = "withheld" if withhold else "forwarded"
-            self._sends.append(Send(arrived, order, outcome, answered))
         return answer
 
     def _forward(self, method: str, path: str, body: bytes, headers):
