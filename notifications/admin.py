@@ -3,7 +3,8 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from notifications import feedback, services
 from notifications.models import ConfirmationEmail, SuppressedAddress
@@ -13,14 +14,14 @@ from notifications.models import ConfirmationEmail, SuppressedAddress
 class ConfirmationEmailAdmin(admin.ModelAdmin):
     list_display = ["order", "status", "attempts", "sent_at", "short_error", "preview_link"]
     list_filter = ["status", "sent_at"]
-    search_fields = ["order__id", "order__customer_email", "ses_message_id"]
+    search_fields = ["order__id", "order__customer_email", "ses_messages__message_id"]
     list_select_related = ["order"]
     readonly_fields = [
         "order",
         "status",
         "attempts",
         "last_error",
-        "ses_message_id",
+        "ses_message_ids",
         "sent_at",
         "created_at",
         "updated_at",
@@ -36,6 +37,18 @@ class ConfirmationEmailAdmin(admin.ModelAdmin):
     @admin.display(description="Last error")
     def short_error(self, obj: ConfirmationEmail) -> str:
         return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+
+    @admin.display(description="SES message ids (latest first)")
+    def ses_message_ids(self, obj: ConfirmationEmail) -> str:
+        messages = services.confirmation_ses_messages(order_id=obj.order_id)
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{} ({})",
+                ((m.message_id, f"{m.sent_at:%Y-%m-%d %H:%M:%S}") for m in messages),
+            )
+            or "-"
+        )
 
     @admin.display(description="Preview")
     def preview_link(self, obj: ConfirmationEmail) -> str:

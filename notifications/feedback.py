@@ -18,6 +18,9 @@ documents them and read defensively: a field of the wrong type counts as missing
 Statuses only move forward (sent -> delivered -> bounced -> complained; a reject only from
 sent), and only while the record still describes an email SES accepted: after a resend
 (``pending``/``failed``) or a suppressed skip, a late event goes into the history only.
+Every send's SES message id is kept (``SesMessage``), so an event for an earlier send (the
+email was resent since) is matched too: it goes into the history and may suppress its
+recipients, but never changes the status, which describes the newest send.
 SNS delivers at least once: the SNS message id is kept in the entry's detail, and a second
 delivery of the same SNS message (checked under the record's row lock) changes nothing.
 An event for a message id we do not know (another application's mail on the same
@@ -121,9 +124,8 @@ def _record(
     tag = _sns_tag(sns_message_id)
     with transaction.atomic():
         notification = (
-            ConfirmationEmail.objects.select_for_update()
-            .filter(ses_message_id=ses_message_id)
-            .order_by("pk")
+            ConfirmationEmail.objects.select_for_update(of=("self",))
+            .filter(ses_messages__message_id=ses_message_id)
             .first()
         )
         if notification is None:
@@ -151,19 +153,29 @@ def _record(
             ).email
             for email in dict.fromkeys(suppress)
         )
-        changed = _status_apply(
-            notification, status=status, status_from=status_from, last_error=last_error
-        )
+        # Read under the record's lock: a send or resend that adds an id waits for it.
+        latest = notification.ses_messages.order_by("-sent_at", "-id").first()
+        earlier = latest is not None and latest.message_id != ses_message_id
+        if earlier:
+            # An event for an earlier send (the email was resent since): its history and the
+            # suppression list, never the status, which describes the newest send.
+            changed = False
+            detail = _join(f"earlier send {ses_message_id}", detail)
+        else:
+            changed = _status_apply(
+                notification, status=status, status_from=status_from, last_error=last_error
+            )
         EmailEvent.objects.create(
             notification=notification,
             kind=kind,
             detail=f"{detail[: DETAIL_MAX - len(tag) - 1]} {tag}".lstrip(),
         )
     logger.info(
-        "SES %s event order=%s message=%s status=%s%s suppressed: %s",
+        "SES %s event order=%s message=%s%s status=%s%s suppressed: %s",
         kind,
         notification.order_id,
         ses_message_id,
+        " (an earlier send)" if earlier else "",
         notification.status,
         "" if changed else " (unchanged)",
         ",".join(suppressed) or "-",

@@ -35,7 +35,6 @@ class ConfirmationEmail(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
-    ses_message_id = models.CharField(max_length=200, blank=True, default="")
     sent_at = models.DateTimeField(null=True, blank=True)
     # When the task was last put on the queue (null: never, e.g. SQS was down at commit time).
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -43,10 +42,7 @@ class ConfirmationEmail(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["status", "created_at"]),
-            models.Index(fields=["ses_message_id"]),
-        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
         permissions = [
             ("operate_queues", "Can redrive and delete dead-lettered messages"),
             ("resend_confirmation", "Can resend confirmation emails"),
@@ -54,6 +50,29 @@ class ConfirmationEmail(models.Model):
 
     def __str__(self) -> str:
         return f"Confirmation of order {self.order_id}: {self.status}"
+
+
+class SesMessage(models.Model):
+    """A message id SES gave when it accepted an email: one row per send, so a resend keeps
+    the ids of the earlier sends and a late SES event for any of them is matched.
+
+    Belongs to an email record (today the confirmation email; any email sent through the
+    same pipeline, e.g. a shipped or cancelled notice, is an email record with its own rows).
+    """
+
+    message_id = models.CharField(max_length=200, unique=True)
+    email = models.ForeignKey(
+        ConfirmationEmail, on_delete=models.CASCADE, related_name="ses_messages"
+    )
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+        indexes = [models.Index(fields=["email", "-sent_at"])]
+        verbose_name = "SES message"
+
+    def __str__(self) -> str:
+        return self.message_id
 
 
 class EmailEventKind(models.TextChoices):

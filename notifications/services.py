@@ -20,6 +20,7 @@ from notifications.models import (
     EmailEvent,
     EmailEventKind,
     EmailStatus,
+    SesMessage,
     SuppressedAddress,
 )
 from orders.models import Order, OrderStatus
@@ -42,6 +43,8 @@ class SendOutcome:
     #: "sent"; "skipped" when an earlier delivery of the message already sent it (or the
     #: email was suppressed before); "suppressed" when the address is on the suppression list.
     outcome: str
+    #: SES's message id of this send ("sent" only).
+    ses_message_id: str = ""
 
 
 def confirmation_request(*, order: Order) -> ConfirmationEmail:
@@ -127,6 +130,11 @@ def confirmation_event_record(
         attempt=attempt,
         created_at=at or timezone.now(),
     )
+
+
+def confirmation_ses_messages(*, order_id: int) -> list[SesMessage]:
+    """Every SES message id the order's confirmation was sent with, latest first."""
+    return list(SesMessage.objects.filter(email__order_id=order_id).order_by("-sent_at", "-id"))
 
 
 def confirmation_history(*, order_id: int) -> list[EmailEvent]:
@@ -256,10 +264,13 @@ def confirmation_send(*, order_id: int, attempt: int | None = None) -> SendOutco
             )
             notification.status = EmailStatus.SENT
             notification.attempts += 1
-            notification.ses_message_id = message_id
             notification.sent_at = timezone.now()
             notification.last_error = ""
             notification.save()
+            if message_id:  # every send's id is kept: a resend adds one (SES events match any)
+                SesMessage.objects.create(
+                    message_id=message_id, email=notification, sent_at=notification.sent_at
+                )
             EmailEvent.objects.create(
                 notification=notification,
                 kind=EmailEventKind.SENT,
@@ -270,7 +281,7 @@ def confirmation_send(*, order_id: int, attempt: int | None = None) -> SendOutco
             Order.objects.filter(pk=order_id, status=OrderStatus.PLACED).update(
                 status=OrderStatus.CONFIRMED
             )
-            return SendOutcome(notification, "sent")
+            return SendOutcome(notification, "sent", message_id)
     except ConfirmationEmail.DoesNotExist:
         raise ConfirmationMissing(f"no confirmation email for order {order_id}") from None
     except Exception as exc:
@@ -312,15 +323,17 @@ def confirmation_preview(*, order_id: int) -> rendering.RenderedEmail:
 
 def customer_data_erase(*, order_ids: Iterable[int], emails: Iterable[str]) -> dict[str, int]:
     """Erase what notifications hold about a customer (``orders.privacy``, in its transaction):
-    the orders' email records lose their last error (SES quotes the address) and their SES
-    message id (a late SES event would bring the address back into the history), every
-    address in their history is removed, and the addresses leave the suppression list (with
-    the admin's log of them)."""
+    the orders' email records lose their last error (SES quotes the address) and every SES
+    message id they were sent with (a late SES event would bring the address back into the
+    history), every address in their history is removed, and the addresses leave the
+    suppression list (with the admin's log of them)."""
     order_ids, emails = list(order_ids), {e.strip().lower() for e in emails}
     records = ConfirmationEmail.objects.filter(order_id__in=order_ids)
-    cleared = records.exclude(last_error="", ses_message_id="").update(
-        last_error="", ses_message_id="", updated_at=timezone.now()
-    )
+    messages = SesMessage.objects.filter(email__in=records)
+    with_errors = set(records.exclude(last_error="").values_list("pk", flat=True))
+    cleared = len(with_errors | set(messages.values_list("email_id", flat=True)))
+    records.filter(pk__in=with_errors).update(last_error="", updated_at=timezone.now())
+    messages.delete()
     scrubbed = 0
     for event in EmailEvent.objects.filter(notification__order_id__in=order_ids):
         detail = EMAIL_ADDRESS.sub("[erased]", event.detail)

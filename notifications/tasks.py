@@ -74,6 +74,6 @@ def send_order_confirmation(self, order_id: int) -> str:
         order_id,
         attempt,
         result.outcome,
-        result.notification.ses_message_id,
+        result.ses_message_id or "-",
     )
     return result.outcome

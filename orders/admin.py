@@ -4,6 +4,7 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from notifications import services as notification_services
@@ -81,7 +82,7 @@ class OrderAdmin(admin.ModelAdmin):
                     "email_status",
                     "email_attempts",
                     "email_last_error",
-                    "email_ses_message_id",
+                    "email_ses_message_ids",
                     "email_sent_at",
                     "email_preview",
                 ]
@@ -197,10 +198,17 @@ class OrderAdmin(admin.ModelAdmin):
         email = self._email(obj)
         return (email.last_error or "-") if email else "-"
 
-    @admin.display(description="SES message id")
-    def email_ses_message_id(self, obj: Order) -> str:
-        email = self._email(obj)
-        return (email.ses_message_id or "-") if email else "-"
+    @admin.display(description="SES message ids (latest first)")
+    def email_ses_message_ids(self, obj: Order) -> str:
+        messages = notification_services.confirmation_ses_messages(order_id=obj.pk)
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{} ({})",
+                ((m.message_id, f"{m.sent_at:%Y-%m-%d %H:%M:%S}") for m in messages),
+            )
+            or "-"
+        )
 
     @admin.display(description="Sent at")
     def email_sent_at(self, obj: Order):

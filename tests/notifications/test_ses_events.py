@@ -39,7 +39,7 @@ from notifications.models import (
     EmailStatus,
     SuppressedAddress,
 )
-from notifications.services import confirmation_send
+from notifications.services import confirmation_resend, confirmation_send
 from orders import services as orders
 from orders.models import Order, Product
 from tests.conftest import make_product
@@ -316,10 +316,20 @@ def sent_order(email: str) -> tuple[Order, str]:
         shipping_address=ADDRESS,
         lines=[orders.LineRequest(sku="EVT", quantity=1)],
     )
-    assert confirmation_send(order_id=order.pk).outcome == "sent"
+    outcome = confirmation_send(order_id=order.pk)
+    assert outcome.outcome == "sent" and outcome.ses_message_id
     record = ConfirmationEmail.objects.get(order=order)
-    assert record.status == EmailStatus.SENT and record.ses_message_id
-    return order, record.ses_message_id
+    assert record.status == EmailStatus.SENT
+    assert [m.message_id for m in record.ses_messages.all()] == [outcome.ses_message_id]
+    return order, outcome.ses_message_id
+
+
+def resent(order: Order) -> str:
+    """Resend the order's confirmation (as staff would) and send it: the new SES id."""
+    confirmation_resend(order_ids=[order.pk], actor="staff")
+    outcome = confirmation_send(order_id=order.pk)
+    assert outcome.outcome == "sent"
+    return outcome.ses_message_id
 
 
 def unique(name: str) -> str:
@@ -387,6 +397,48 @@ def test_permanent_bounce_suppresses_the_address_and_the_next_email_is_not_sent(
     assert outcome.outcome == "suppressed"
     assert record_of(second).status == EmailStatus.SUPPRESSED
     assert len(sent_emails(to)) == before
+
+
+def test_a_resend_keeps_every_ses_message_id_and_a_bounce_for_the_first_suppresses(
+    client, fake_sns
+):
+    to = unique("resent")
+    order, first = sent_order(to)
+    second = resent(order)
+    assert second != first
+    record = record_of(order)
+    assert [m.message_id for m in record.ses_messages.all()] == [second, first]  # latest first
+    assert post(client, notification(fake_sns, delivery_event(second, to))) == 200
+    assert record_of(order).status == EmailStatus.DELIVERED
+
+    # SES's late report about the first send: the address is gone.
+    assert post(client, notification(fake_sns, bounce_event(first, to))) == 200
+
+    assert SuppressedAddress.objects.get(email=to).reason == "bounce"
+    record = record_of(order)
+    assert record.status == EmailStatus.DELIVERED  # the newer send's status, untouched
+    assert "bounced" not in record.last_error
+    assert kinds(order) == [
+        *["queued", "sent", "resend", "sent", "delivered", "bounced"],
+    ]
+    assert f"earlier send {first}" in record.events.last().detail
+
+
+def test_an_event_for_an_earlier_send_never_changes_the_newer_sends_status(client, fake_sns):
+    to = unique("older")
+    order, first = sent_order(to)
+    second = resent(order)
+    assert post(client, notification(fake_sns, bounce_event(second, to))) == 200
+    assert record_of(order).status == EmailStatus.BOUNCED
+
+    # The first send was delivered (or rejected, or complained about) after all.
+    for event in (delivery_event(first, to), reject_event(first, to)):
+        assert post(client, notification(fake_sns, event)) == 200
+
+    record = record_of(order)
+    assert record.status == EmailStatus.BOUNCED
+    assert "550 5.1.1 user unknown" in record.last_error
+    assert kinds(order)[-3:] == ["bounced", "delivered", "rejected"]
 
 
 def test_a_delivery_arriving_after_the_bounce_does_not_undo_it(client, fake_sns):

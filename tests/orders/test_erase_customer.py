@@ -15,7 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 
 from notifications import feedback
-from notifications.models import ConfirmationEmail, EmailEvent, SuppressedAddress
+from notifications.models import ConfirmationEmail, EmailEvent, SesMessage, SuppressedAddress
 from orders import services
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from orders.privacy import ERASED_EMAIL, HOLDERS
@@ -61,7 +61,7 @@ def customers():
     )
     second_order = Order.objects.get(pk=second.body["id"])
     record = ConfirmationEmail.objects.get(order=second_order)
-    record.ses_message_id = "ses-carol-1"
+    SesMessage.objects.create(message_id="ses-carol-1", email=record)
     record.status = "sent"
     record.last_error = "SES MessageRejected: ... failed the check: carol@example.com"
     record.save()
@@ -105,6 +105,7 @@ def _everything() -> str:
     rows = [
         *Order.objects.values(),
         *ConfirmationEmail.objects.values(),
+        *SesMessage.objects.values(),
         *EmailEvent.objects.values(),
         *SuppressedAddress.objects.values(),
         *IdempotencyKey.objects.values(),
@@ -148,8 +149,9 @@ def test_erasing_by_sub_removes_the_customers_data_and_keeps_the_books(customers
     # Dave is untouched, his suppression too.
     assert Order.objects.filter(pk=customers["dave_order"].pk).values().get() == dave
     assert SuppressedAddress.objects.filter(email="dave@example.com").exists()
-    # The history keeps what happened, without the address.
+    # The history keeps what happened, without the address; her SES message ids are gone.
     assert EmailEvent.objects.filter(detail__contains="[erased]").count() == 1
+    assert not SesMessage.objects.filter(message_id="ses-carol-1").exists()
 
     # Erasing again finds nothing.
     again = _run("--sub", customers["carol"], "--yes")
