@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
@@ -8,17 +9,136 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from notifications import services as notification_services
-from orders.models import Order, OrderLine, Product
+from orders import services
+from orders.models import Order, OrderLine, Product, StockReason
+from shop.exceptions import ApplicationError
 
 RESEND_PERMISSION = "notifications.resend_confirmation"
+ADJUST_STOCK_PERMISSION = "orders.adjust_stock"
+
+
+class StockAdjustmentForm(forms.Form):
+    """The product page's stock adjustment: received +n, damaged -n, or a count."""
+
+    KINDS = [
+        (StockReason.RECEIVED, "Received: add"),
+        (StockReason.DAMAGED, "Damaged or lost: take away"),
+        (StockReason.COUNTED, "Counted: set to"),
+    ]
+    kind = forms.ChoiceField(choices=KINDS)
+    quantity = forms.IntegerField(min_value=0, max_value=1_000_000)
+    # The stock shown when the page was rendered: a count made against it is refused if the
+    # stock has moved since (an order, another adjustment).
+    expected = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
+    note = forms.CharField(max_length=200, required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") != StockReason.COUNTED and data.get("quantity") == 0:
+            self.add_error("quantity", "Add or take away at least 1.")
+        return data
 
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    """Stock is read-only here: staff change it with an adjustment on the product page
+    (``adjust_view``), applied under the row lock orders take and recorded. Saving the list or
+    the form writes only the fields staff changed, never the stock loaded with the page."""
+
     list_display = ["sku", "name", "price", "stock", "is_active"]
-    list_editable = ["stock", "is_active"]
+    list_editable = ["is_active"]
     list_filter = ["is_active"]
     search_fields = ["sku", "name"]
+    fields = ["sku", "name", "price", "is_active", "stock", "stock_history"]
+    readonly_fields = ["stock", "stock_history"]
+    change_form_template = "admin/orders/product/change_form.html"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        changed = [name for name in form.changed_data if name != "stock"]
+        if changed:
+            obj.save(update_fields=changed)
+
+    def has_adjust_stock_permission(self, request) -> bool:
+        return request.user.has_perm(ADJUST_STOCK_PERMISSION)
+
+    def get_urls(self):
+        adjust = self.admin_site.admin_view(require_POST(self.adjust_view))
+        return [
+            path("<int:product_id>/adjust-stock/", adjust, name="orders_product_adjust_stock"),
+            *super().get_urls(),
+        ]
+
+    def adjust_view(self, request, product_id: int):
+        """The product page's "Adjust stock" form (a POST with CSRF token)."""
+        product = get_object_or_404(Product, pk=product_id)
+        if not self.has_adjust_stock_permission(request):
+            raise PermissionDenied
+        form = StockAdjustmentForm(request.POST)
+        if not form.is_valid():
+            problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+            self.message_user(request, f"Stock not changed: {problems}", messages.ERROR)
+            return redirect("admin:orders_product_change", product.pk)
+        data = form.cleaned_data
+        counted = data["kind"] == StockReason.COUNTED
+        sign = -1 if data["kind"] == StockReason.DAMAGED else 1
+        try:
+            adjustment = services.product_stock_adjust(
+                product_id=product.pk,
+                reason=data["kind"],
+                actor=request.user.get_username(),
+                delta=None if counted else sign * data["quantity"],
+                set_to=data["quantity"] if counted else None,
+                expected=data["expected"] if counted else None,
+                note=data["note"],
+            )
+        except ApplicationError as exc:
+            self.message_user(request, f"Stock not changed: {exc.message}", messages.ERROR)
+        else:
+            before = adjustment.stock_after - adjustment.delta
+            self.message_user(
+                request,
+                f"Stock of {product.sku}: {before} -> {adjustment.stock_after} "
+                f"({adjustment.get_reason_display().lower()}, {adjustment.delta:+d}).",
+                messages.SUCCESS,
+            )
+        return redirect("admin:orders_product_change", product.pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_adjust_stock": self.has_adjust_stock_permission(request),
+            "stock_form": StockAdjustmentForm(),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="Stock changes outside orders (latest first)")
+    def stock_history(self, obj: Product) -> str:
+        adjustments = services.product_stock_history(product_id=obj.pk) if obj.pk else []
+        if not adjustments:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{a.created_at:%Y-%m-%d %H:%M:%S}",
+                    f"{a.delta:+d}",
+                    a.get_reason_display(),
+                    a.stock_after,
+                    a.note,
+                    a.actor,
+                )
+                for a in adjustments
+            ),
+        )
+        return format_html(
+            '<table class="stock-history"><thead><tr><th>Time (UTC)</th><th>Change</th>'
+            "<th>Reason</th><th>Stock after</th><th>Note</th><th>By</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
 
 class OrderLineInline(admin.TabularInline):

@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 
 class Product(models.Model):
@@ -20,9 +21,43 @@ class Product(models.Model):
             models.CheckConstraint(condition=models.Q(stock__gte=0), name="product_stock_gte_0"),
             models.CheckConstraint(condition=models.Q(price__gte=0), name="product_price_gte_0"),
         ]
+        permissions = [("adjust_stock", "Can adjust stock")]
 
     def __str__(self) -> str:
         return f"{self.sku} {self.name}"
+
+
+class StockReason(models.TextChoices):
+    # Staff booked goods in: +n.
+    RECEIVED = "received", "Received"
+    # Staff wrote units off (damaged, lost, stolen): -n.
+    DAMAGED = "damaged", "Damaged or lost"
+    # Staff counted the shelf and set the stock to what they found ("set to N, expecting M").
+    COUNTED = "counted", "Counted"
+    # Set by a catalog import (the demo data loader).
+    IMPORTED = "imported", "Imported"
+
+
+class StockAdjustment(models.Model):
+    """A change of a product's stock outside an order: who, when, how much, why, and the
+    stock it left. Written only by ``orders.services.product_stock_adjust``, under the
+    product's row lock (the one orders take), so ``stock_after`` is exact."""
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="adjustments")
+    delta = models.IntegerField()
+    reason = models.CharField(max_length=16, choices=StockReason.choices)
+    note = models.CharField(max_length=200, blank=True, default="")
+    # Who: the staff member's username, or the command that made it.
+    actor = models.CharField(max_length=150)
+    stock_after = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["product", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.delta:+d} ({self.reason}) -> {self.stock_after}"
 
 
 class OrderStatus(models.TextChoices):

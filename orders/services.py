@@ -1,4 +1,5 @@
-"""Order placement: the one place that writes orders and takes stock."""
+"""Orders and stock: order placement (the one place that writes orders and takes stock for
+them) and stock adjustments outside an order (the one place that records them)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from django.utils import timezone
 
 from notifications.services import confirmation_request
 from orders import events
-from orders.models import IdempotencyKey, Order, OrderLine, Product
+from orders.models import (
+    IdempotencyKey,
+    Order,
+    OrderLine,
+    Product,
+    StockAdjustment,
+    StockReason,
+)
 from shop.exceptions import ApplicationError, ConflictError, UnprocessableError
 from shop.logging import context_bind
 from shop.metrics import ORDERS_PLACED
@@ -221,9 +229,93 @@ def idempotency_keys_prune() -> int:
     return deleted
 
 
-def product_upsert(*, sku: str, name: str, price: Decimal, stock: int) -> tuple[Product, bool]:
-    """Create or update a catalog product (demo data, imports)."""
-    product, created = Product.objects.update_or_create(
-        sku=sku, defaults={"name": name, "price": price, "stock": stock, "is_active": True}
-    )
+class StockAdjustmentRefused(ApplicationError):
+    code = "stock_adjustment_refused"
+
+
+class StaleStock(ConflictError):
+    """A "set to N, expecting M" whose M is no longer the stock: the page was stale."""
+
+    code = "stale_stock"
+
+
+def product_stock_adjust(
+    *,
+    product_id: int,
+    reason: str,
+    actor: str,
+    delta: int | None = None,
+    set_to: int | None = None,
+    expected: int | None = None,
+    note: str = "",
+) -> StockAdjustment:
+    """Change a product's stock outside an order, and record it (who, why, the delta, the
+    stock it left).
+
+    Either a ``delta`` (received +n, damaged -n; later: units returned by a cancelled order)
+    or ``set_to`` with ``expected`` (a count: "set to N, expecting M"). The product's row is
+    locked as ``order_place`` locks it, so an order and an adjustment never overwrite each
+    other: a delta applies to the stock as it is now, and a count is refused (``StaleStock``)
+    when the stock is no longer ``expected``, i.e. when an order or another adjustment came
+    in after the page that sent it was loaded. Stock never goes below zero.
+    """
+    if (delta is None) == (set_to is None):
+        raise StockAdjustmentRefused("Give either a change of stock or the stock to set.")
+    if reason not in StockReason.values:
+        raise StockAdjustmentRefused(f"Unknown reason: {reason}.")
+    if delta == 0:
+        raise StockAdjustmentRefused("A change of stock must not be zero.")
+    if set_to is not None and (set_to < 0 or expected is None):
+        raise StockAdjustmentRefused("A count needs the stock to set (0 or more) and the one seen.")
+    with transaction.atomic():
+        product = Product.objects.select_for_update().get(pk=product_id)
+        if set_to is not None:
+            if product.stock != expected:
+                raise StaleStock(
+                    f"The stock of {product.sku} is now {product.stock}, not {expected} as on "
+                    "your page: an order or another adjustment changed it since. Nothing was "
+                    "changed; count again against the stock shown now."
+                )
+            delta = set_to - product.stock
+        stock_after = product.stock + delta
+        if stock_after < 0:
+            raise StockAdjustmentRefused(
+                f"Only {product.stock} of {product.sku} in stock: cannot take {-delta} away."
+            )
+        Product.objects.filter(pk=product.pk).update(stock=stock_after)
+        return StockAdjustment.objects.create(
+            product=product,
+            delta=delta,
+            reason=reason,
+            note=note[:200],
+            actor=actor[:150],
+            stock_after=stock_after,
+        )
+
+
+def product_stock_history(*, product_id: int, limit: int = 50) -> list[StockAdjustment]:
+    """The product's latest stock adjustments, newest first."""
+    return list(StockAdjustment.objects.filter(product_id=product_id)[:limit])
+
+
+def product_upsert(
+    *, sku: str, name: str, price: Decimal, stock: int, actor: str = "import"
+) -> tuple[Product, bool]:
+    """Create or update a catalog product (demo data, imports); a change of its stock is
+    recorded as an adjustment (``imported``), as every stock change outside an order is."""
+    with transaction.atomic():
+        product, created = Product.objects.update_or_create(
+            sku=sku, defaults={"name": name, "price": price, "is_active": True}
+        )
+        # update_or_create locked the row (select_for_update): no order can move it now.
+        current = Product.objects.values_list("stock", flat=True).get(pk=product.pk)
+        if current != stock:
+            product_stock_adjust(
+                product_id=product.pk,
+                reason=StockReason.IMPORTED,
+                actor=actor,
+                set_to=stock,
+                expected=current,
+            )
+            product.stock = stock
     return product, created
