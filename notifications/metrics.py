@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, task_success
 from django.conf import settings
 
@@ -52,5 +52,7 @@ def _count_sent(sender: Any = None, result: Any = None, **_: Any) -> None:
 
 @task_failure.connect
 def _count_failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
-    if _is_confirmation(sender):
+    # A Reject (``ReturnLater``: no send slot in time) is not a failed attempt; it is counted
+    # as throttled where it happens (notifications.services).
+    if _is_confirmation(sender) and not isinstance(exception, Reject):
         metrics.CONFIRMATION_ATTEMPTS_FAILED.labels(reason=failure_reason(exception)).inc()

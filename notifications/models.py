@@ -83,6 +83,9 @@ class EmailEventKind(models.TextChoices):
     # A worker's attempt: SES accepted the email / the attempt failed / skipped (suppressed).
     SENT = "sent", "Sent"
     FAILED = "failed", "Attempt failed"
+    # No send slot (SES's fleet-wide rate) before the task's time limit: back on the queue
+    # shortly, not a failure.
+    THROTTLED = "throttled", "Throttled: back on the queue"
     SUPPRESSED = "suppressed", "Skipped: address suppressed"
     # Staff moved its message from the dead-letter queue back to the order queue, or deleted it.
     REDRIVEN = "redriven", "Redriven from the DLQ"
@@ -136,3 +139,16 @@ class SuppressedAddress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.reason})"
+
+
+class SendRateSlot(models.Model):
+    """The fleet's SES send schedule: the time of the next free send slot, one row per SES
+    account and region. ``notifications.send_rate`` moves it with one atomic
+    ``UPDATE ... RETURNING`` per send, so every worker process on every machine shares one
+    rate."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    next_slot = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: next slot {self.next_slot:%H:%M:%S.%f}"

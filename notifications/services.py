@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from notifications import queue, rendering, ses
+from notifications import queue, rendering, send_rate, ses
 from notifications.models import (
     SENT_STATUSES,
     ConfirmationEmail,
@@ -25,6 +28,7 @@ from notifications.models import (
 )
 from orders.models import Order, OrderStatus
 from shop.logging import EMAIL_ADDRESS
+from shop.metrics import CONFIRMATION_ATTEMPTS_THROTTLED, SES_THROTTLING_ANSWERS
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,16 @@ class ConfirmationMissing(Exception):
 
 class ConfirmationFailed(Exception):
     """This attempt failed and was recorded; the message must go back to SQS."""
+
+
+class ConfirmationThrottled(Exception):
+    """No SES send slot came before the attempt's time limit (more sends waiting than the
+    fleet's send rate can take in that time). Recorded as ``throttled``, not a failure; the
+    message should come back in ``retry_in`` seconds."""
+
+    def __init__(self, message: str, *, retry_in: int) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True)
@@ -223,16 +237,104 @@ def confirmation_sweep(
     return SweepResult(found=len(order_ids), published=published, failed=len(order_ids) - published)
 
 
-def confirmation_send(*, order_id: int, attempt: int | None = None) -> SendOutcome:
-    """Send the order's confirmation email once.
+def send_rate_describe() -> tuple[int, str]:
+    """(log level, sentence): how this process's sends are paced, for the worker's start."""
+    rate = (
+        f"{settings.SES_MAX_SEND_RATE:g}/s (SES_MAX_SEND_RATE)"
+        if settings.SES_MAX_SEND_RATE
+        else "the account's MaxSendRate (SES GetSendQuota, asked by each process)"
+    )
+    level, text = send_rate.describe(rate=rate)
+    return level, f"{text}; an attempt waits up to {send_wait_budget():g} s for its slot"
 
-    The record is locked for the whole attempt, so two deliveries of the same message (SQS is
-    at-least-once) cannot both send: the second waits, then finds it ``sent`` and skips.
-    Any failure is recorded (status ``failed``, attempts, last error) and re-raised as
-    ``ConfirmationFailed`` so that the message returns to SQS. An address on the suppression
-    list (an earlier bounce or complaint) is not sent to: the record says ``suppressed``.
-    ``attempt`` is SQS's receive count of this delivery, kept in the email's history.
+
+def send_wait_budget() -> float:
+    """Seconds an attempt may wait for its send slot: the soft time limit, less the time kept
+    for the send itself (SES's read timeout and a connect, at most half the limit). With
+    prefetch 1 each worker process holds one message, so a burst waits for its slots instead
+    of being throttled as long as processes <= rate x this budget (README)."""
+    limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+    return limit - min(settings.SES_READ_TIMEOUT + 2, limit / 2)
+
+
+def confirmation_send(
+    *, order_id: int, attempt: int | None = None, started_at: float | None = None
+) -> SendOutcome:
+    """Send the order's confirmation email once, within the fleet's SES send rate.
+
+    First the attempt takes its slot of the fleet's send schedule (``notifications.send_rate``
+    at ``ses.max_send_rate()``), waiting for it up to ``send_wait_budget()`` after
+    ``started_at`` (``time.monotonic()`` when the task began; default now). SES's
+    ``Throttling`` answer (it did not take the email) is retried after the next slot, within
+    the same budget. When no slot comes in time, the attempt is recorded as ``throttled`` (not
+    a failure) and ``ConfirmationThrottled`` says when to come back.
+
+    Then the record is locked for the whole send (``_send``), so two deliveries of the same
+    message (SQS is at-least-once) cannot both send: the second waits, then finds it ``sent``
+    and skips. Any failure is recorded (status ``failed``, attempts, last error) and re-raised
+    as ``ConfirmationFailed`` so that the message returns to SQS. An address on the
+    suppression list (an earlier bounce or complaint) is not sent to: the record says
+    ``suppressed``. ``attempt`` is SQS's receive count of this delivery, kept in the history.
+
+    The slot is taken before the record's transaction, in autocommit: the schedule's row is
+    locked for one statement, never while SES answers.
     """
+    started_at = time.monotonic() if started_at is None else started_at
+    deadline = started_at + send_wait_budget()
+    rate = ses.max_send_rate()
+    throttling_answers = 0
+    while True:
+        slot = send_rate.slot_take(rate=rate, deadline=deadline)
+        if not slot.taken:
+            raise _throttled(
+                order_id=order_id,
+                attempt=attempt,
+                next_slot_in=slot.wait,
+                could_wait=max(deadline - time.monotonic(), 0.0),
+                rate=rate,
+                throttling_answers=throttling_answers,
+            )
+        try:
+            return _send(order_id=order_id, attempt=attempt, throttling_answers=throttling_answers)
+        except ses.SendThrottled as exc:
+            throttling_answers += 1
+            SES_THROTTLING_ANSWERS.inc()
+            logger.info(
+                "confirmation order=%s attempt=%s SES answered %s: sending again at the next slot",
+                order_id,
+                attempt or "?",
+                exc,
+            )
+
+
+def _throttled(
+    *,
+    order_id: int,
+    attempt: int | None,
+    next_slot_in: float,
+    could_wait: float,
+    rate: float,
+    throttling_answers: int,
+) -> ConfirmationThrottled:
+    """Record a throttled attempt; the exception that returns its message in a few seconds:
+    about when the sends queued ahead of it fit in an attempt's wait."""
+    retry_in = min(60, max(1, math.ceil(next_slot_in - could_wait)))
+    detail = (
+        f"no SES send slot within the attempt's time limit (next free slot in "
+        f"{next_slot_in:.1f} s at {rate:g} sends/s for the fleet"
+        + (f"; SES answered Throttling {throttling_answers} time(s)" if throttling_answers else "")
+        + f"): back on the queue in {retry_in} s"
+    )
+    confirmation_event_record(
+        order_id=order_id, kind=EmailEventKind.THROTTLED, detail=detail, attempt=attempt
+    )
+    CONFIRMATION_ATTEMPTS_THROTTLED.inc()
+    return ConfirmationThrottled(detail, retry_in=retry_in)
+
+
+def _send(*, order_id: int, attempt: int | None, throttling_answers: int) -> SendOutcome:
+    """One send of ``confirmation_send``, with the record locked; ``ses.SendThrottled``
+    passes through (nothing was written: the transaction rolls back)."""
     try:
         with transaction.atomic():
             notification = (
@@ -275,7 +377,12 @@ def confirmation_send(*, order_id: int, attempt: int | None = None) -> SendOutco
                 notification=notification,
                 kind=EmailEventKind.SENT,
                 attempt=attempt,
-                detail=f"SES message id {message_id}",
+                detail=f"SES message id {message_id}"
+                + (
+                    f" (after {throttling_answers} Throttling answer(s) from SES)"
+                    if throttling_answers
+                    else ""
+                ),
             )
             # The order moves on with its email (a plain model update: no orders logic here).
             Order.objects.filter(pk=order_id, status=OrderStatus.PLACED).update(
@@ -284,6 +391,8 @@ def confirmation_send(*, order_id: int, attempt: int | None = None) -> SendOutco
             return SendOutcome(notification, "sent", message_id)
     except ConfirmationEmail.DoesNotExist:
         raise ConfirmationMissing(f"no confirmation email for order {order_id}") from None
+    except ses.SendThrottled:
+        raise
     except Exception as exc:
         reason = _reason(exc)
         with transaction.atomic():

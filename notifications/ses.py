@@ -36,6 +36,19 @@ class SesUnavailable(Exception):
     """SES could not be reached or answered with an error. SQS retries."""
 
 
+class SendThrottled(Exception):
+    """SES answered ``Throttling`` (above the account's send rate): it did not take the
+    email, so the caller may send again after its next send slot."""
+
+
+#: SES's error codes for "above the maximum send rate": v1 (Query API) and v2.
+THROTTLING_CODES = {"Throttling", "TooManyRequestsException"}
+#: How long the account's MaxSendRate (GetSendQuota) is reused.
+QUOTA_CACHE_SECONDS = 300
+#: The rate assumed when SES cannot tell: the sandbox's.
+FALLBACK_SEND_RATE = 1.0
+
+
 _cache: dict[tuple, tuple[float, bool]] = {}
 _cache_lock = threading.Lock()
 
@@ -56,6 +69,7 @@ def _cached(key: tuple, ttl: float, compute, *, keep_false: bool = True) -> bool
 def cache_clear() -> None:
     with _cache_lock:
         _cache.clear()
+        _quota.clear()
 
 
 def account_sandboxed() -> bool:
@@ -73,6 +87,33 @@ def account_sandboxed() -> bool:
 
     key = ("sandbox", settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
     return _cached(key, SANDBOX_CACHE_SECONDS, ask)
+
+
+_quota: dict[tuple, tuple[float, float]] = {}
+
+
+def max_send_rate() -> float:
+    """Sends per second allowed for the fleet: ``SES_MAX_SEND_RATE``, else the account's
+    MaxSendRate from GetSendQuota (asked once per process every few minutes)."""
+    if settings.SES_MAX_SEND_RATE:
+        return settings.SES_MAX_SEND_RATE
+    key = (settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _quota.get(key)
+        if hit and now - hit[0] < QUOTA_CACHE_SECONDS:
+            return hit[1]
+    try:
+        rate = float(aws.client("ses").get_send_quota()["MaxSendRate"])
+    except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
+        logger.warning(
+            "SES did not give its MaxSendRate (%s): pacing at %g/s", exc, FALLBACK_SEND_RATE
+        )
+        rate = FALLBACK_SEND_RATE
+    rate = rate if rate > 0 else FALLBACK_SEND_RATE
+    with _cache_lock:
+        _quota[key] = (now, rate)
+    return rate
 
 
 def recipient_verified(*, address: str) -> bool:
@@ -147,9 +188,13 @@ def email_send(*, to: str, subject: str, html: str, text: str) -> str:
         message.send()
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        if error.get("Code") == "MessageRejected":
-            raise SendRefused(f"SES MessageRejected: {error.get('Message', '')}") from exc
-        raise SesUnavailable(f"SES error {error.get('Code')}: {error.get('Message', '')}") from exc
+        code, text = error.get("Code"), error.get("Message", "")
+        if code == "MessageRejected":
+            raise SendRefused(f"SES MessageRejected: {text}") from exc
+        # "Daily message quota exceeded." is a Throttling too, but no send slot ends it.
+        if code in THROTTLING_CODES and "daily" not in text.lower():
+            raise SendThrottled(f"SES {code}: {text}") from exc
+        raise SesUnavailable(f"SES error {code}: {text}") from exc
     except BotoCoreError as exc:
         raise SesUnavailable(f"SES unreachable: {exc}") from exc
     return message.extra_headers.get("message_id", "")

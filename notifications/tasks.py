@@ -10,13 +10,15 @@ be reached.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
-from celery.signals import task_postrun, task_prerun, task_received
+from celery.signals import task_postrun, task_prerun, task_received, worker_init
 from django.conf import settings
 from django.db import close_old_connections
 
 from notifications import services
+from shop.celery_sqs import ReturnLater, SqsRequest
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +52,28 @@ def _database_connections_tidy(sender=None, **kwargs) -> None:
     close_old_connections()
 
 
-@shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True)
+@worker_init.connect
+def _send_rate_describe(**kwargs) -> None:
+    """One line at worker start saying how sends are paced (a WARNING when per process)."""
+    level, text = services.send_rate_describe()
+    logger.log(level, text)
+
+
+# SqsRequest: a ReturnLater from the task returns its message after its own short delay.
+@shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True, Request=SqsRequest)
 def send_order_confirmation(self, order_id: int) -> str:
+    started_at = time.monotonic()
     receive_count = getattr(self.request, RECEIVE_COUNT_HEADER, None)
     attempt = receive_count or "?"
     try:
-        result = services.confirmation_send(order_id=order_id, attempt=receive_count)
+        result = services.confirmation_send(
+            order_id=order_id, attempt=receive_count, started_at=started_at
+        )
+    except services.ConfirmationThrottled as exc:
+        logger.warning(
+            "confirmation order=%s attempt=%s outcome=throttled reason=%s", order_id, attempt, exc
+        )
+        raise ReturnLater(str(exc), delay=exc.retry_in) from exc
     except services.ConfirmationMissing:
         # Retrying cannot make a missing order appear: the message is deleted, loudly.
         logger.error(

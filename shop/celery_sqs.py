@@ -38,6 +38,12 @@ the receive count keeps growing, so a message that kills its child on every deli
 the DLQ after ``maxReceiveCount``. One WARNING line says so: ``returned message id=...
 attempt=... outcome=requeued ...``.
 
+**Back later, on purpose.** A task that cannot run *now* (no SES send slot before its time
+limit) raises ``ReturnLater(reason, delay)``: its message goes back to the queue for
+``delay`` seconds instead of the backoff delay, without a failure being logged. It is still
+a receive, as every delivery is. Tasks opt in with ``Request=SqsRequest``, which passes the
+delay from the pool child's exception to the QoS in the worker's main process.
+
 Settings select them: ``CELERY_WORKER_CONSUMER`` and ``CELERY_BROKER_TRANSPORT``.
 """
 
@@ -48,8 +54,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from billiard.einfo import ExceptionWithTraceback
 from celery import signals
+from celery.exceptions import Reject
 from celery.worker.consumer import Consumer
+from celery.worker.request import Request
 from kombu.message import Message
 from kombu.transport import SQS
 
@@ -60,13 +69,42 @@ logger = logging.getLogger(__name__)
 
 
 class PoisonTolerantQoS(SQS.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Delivery tag -> seconds: a rejected message to return after this delay instead
+        #: of the backoff policy's (``ReturnLater``).
+        self._return_delays: dict[str, int] = {}
+
+    def return_after(self, delivery_tag: str, seconds: int) -> None:
+        """When this delivery is rejected, make it visible again after ``seconds``."""
+        self._return_delays[delivery_tag] = seconds
+
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:
             # Not kombu's requeue (``_restore`` -> ``_put``, see the module's docstring): the
             # message stays where it is, in flight, and comes back after the backoff delay.
             with contextlib.suppress(KeyError):  # not delivered here: nothing to say
                 _log_returned(self.get(delivery_tag))
-        super().reject(delivery_tag, requeue=False)
+        try:
+            super().reject(delivery_tag, requeue=False)
+        finally:
+            self._return_delays.pop(delivery_tag, None)
+
+    def apply_backoff_policy(
+        self, routing_key: str, delivery_tag: str, backoff_policy: Any, backoff_tasks: Any
+    ) -> None:
+        seconds = self._return_delays.pop(delivery_tag, None)
+        if seconds is None:
+            return super().apply_backoff_policy(
+                routing_key, delivery_tag, backoff_policy, backoff_tasks
+            )
+        message = self.get(delivery_tag)
+        self.channel.sqs(queue=routing_key).change_message_visibility(
+            QueueUrl=message.delivery_info["sqs_queue"],
+            ReceiptHandle=delivery_tag,
+            VisibilityTimeout=seconds,
+        )
+        return None
 
     def extract_task_name_and_number_of_retries(self, delivery_tag: str) -> tuple[Any, Any]:
         headers = self._delivered[delivery_tag].headers
@@ -122,7 +160,33 @@ class PoisonTolerantTransport(SQS.Transport):
     Channel = PoisonTolerantChannel
 
 
-# --- Celery: the worker's consumer -------------------------------------------------------
+# --- Celery: the worker's consumer and requests -------------------------------------------
+
+
+class ReturnLater(Reject):
+    """Raised by a task (``Request=SqsRequest``) that cannot run now: its message returns to
+    the queue after ``delay`` seconds instead of the backoff delay. Not a failure; still a
+    receive."""
+
+    def __init__(self, reason: str, delay: int) -> None:
+        super().__init__(reason, requeue=False)
+        self.delay = delay
+        self.args = (reason, delay)  # pickled from the pool child to the main process
+
+
+class SqsRequest(Request):
+    """Celery's request (worker main process), passing a ``ReturnLater`` delay to the QoS."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False):
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        qos = getattr(self.message.channel, "qos", None)
+        if isinstance(exc, ReturnLater) and isinstance(qos, PoisonTolerantQoS):
+            qos.return_after(self.message.delivery_tag, int(exc.delay))
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
 
 
 class PoisonTolerantConsumer(Consumer):

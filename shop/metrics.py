@@ -65,6 +65,16 @@ CONFIRMATION_ATTEMPTS_FAILED = Counter(
     "Failed attempts to send an order confirmation email (SQS retries them), by reason.",
     ["reason"],
 )
+CONFIRMATION_ATTEMPTS_THROTTLED = Counter(
+    "shop_confirmation_attempts_throttled",
+    "Attempts that found no SES send slot (the fleet's send rate) before their time limit: "
+    "back on the queue shortly, not failed.",
+)
+SES_THROTTLING_ANSWERS = Counter(
+    "shop_ses_throttling_answers",
+    "SES answers 'Throttling' (above the account's send rate) to a send, each retried in the "
+    "same attempt after the next send slot.",
+)
 JWKS_FETCHES = Counter(
     "shop_cognito_jwks_fetches",
     "Fetches of the Cognito key set (JWKS): one per web process, plus, at most every "

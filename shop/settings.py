@@ -305,8 +305,25 @@ AWS_SES_REGION_ENDPOINT = f"email.{AWS_REGION}.amazonaws.com"
 AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default="") or AWS_ENDPOINT_URL
 # django-ses ignores AWS_ENDPOINT_URL and reads its own setting.
 AWS_SES_REGION_ENDPOINT_URL = AWS_SES_ENDPOINT_URL or None
-# django-ses paces sends by the account's max send rate (fraction of it; 0 turns it off).
-AWS_SES_AUTO_THROTTLE = env.float("AWS_SES_AUTO_THROTTLE", default=0.5)
+# SES's send rate for the whole fleet, sends per second (notifications.send_rate: one
+# schedule in PostgreSQL shared by every worker process). Unset: the account's MaxSendRate
+# from SES's GetSendQuota (empty counts as unset).
+SES_MAX_SEND_RATE: float | None = None
+if _send_rate := env.str("SES_MAX_SEND_RATE", default=""):
+    try:
+        SES_MAX_SEND_RATE = float(_send_rate)
+    except ValueError:
+        SES_MAX_SEND_RATE = 0.0
+    if not SES_MAX_SEND_RATE > 0:
+        raise ImproperlyConfigured("SES_MAX_SEND_RATE must be a number of sends per second > 0")
+# django-ses's own pacing is off: it paces each process alone (N processes, N times the rate)
+# and would pace again what the fleet's schedule already paced.
+AWS_SES_AUTO_THROTTLE = None
+if env.float("AWS_SES_AUTO_THROTTLE", default=0):
+    raise ImproperlyConfigured(
+        "AWS_SES_AUTO_THROTTLE is not used: sends are paced for the whole fleet by "
+        "SES_MAX_SEND_RATE (README, Configuration)"
+    )
 # Seconds the worker waits for SES's answer to a send (one attempt, never repeated by
 # botocore). An answer later than this is a failed attempt although SES may have taken the
 # email: the redelivery then sends it again (README, Guarantees: the duplicate window).

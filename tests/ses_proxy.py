@@ -14,6 +14,9 @@ to the emulator unchanged, except ``SendRawEmail`` (the send), which the proxy c
   it), then keep the answer back for ``seconds`` before replying, as a slow network or an
   overloaded SES can. A client whose read timeout is shorter has given up by then.
 
+``throttle_next(n)`` answers ``Throttling`` to the next n sends whatever the rate, and
+``quota(rate)`` answers GetSendQuota with that MaxSendRate (the emulator's is fixed at 1).
+
 It records every ``SendRawEmail`` it saw: when, what it did with it, and the answer.
 Used by the tests (``tests/notifications/test_worker_faults.py``...) and ``bench/``.
 """
@@ -110,6 +113,8 @@ class SesProxy:
         self._rate: float | None = None
         self._withhold = 0.0
         self._withhold_left: int | None = None
+        self._throttle_next = 0
+        self._max_send_rate: float | None = None
         self.held = threading.Event()
         self.held_peers: list[tuple[str, int]] = []
         self._local = threading.local()
@@ -132,8 +137,11 @@ class SesProxy:
                     for name, value in self.headers.items()
                     if name.lower() not in _HOP_BY_HOP
                 }
-                if form.get("Action", [""])[0] == "SendRawEmail":
+                action = form.get("Action", [""])[0]
+                if action == "SendRawEmail":
                     answer = proxy._send(self, form, body, headers)
+                elif action == "GetSendQuota" and proxy._max_send_rate is not None:
+                    answer = proxy._quota_answer()
                 else:
                     answer = proxy._forward(self.command, self.path, body, headers)
                 if answer is None:  # dropped: the sender is gone, nothing to answer
@@ -177,6 +185,16 @@ class SesProxy:
         with self._lock:
             self._rate = rate
 
+    def throttle_next(self, sends: int) -> None:
+        """Answer ``Throttling`` to the next ``sends`` sends, whatever the rate."""
+        with self._lock:
+            self._throttle_next = sends
+
+    def quota(self, max_send_rate: float | None) -> None:
+        """Answer GetSendQuota with this MaxSendRate (None: the emulator's answer)."""
+        with self._lock:
+            self._max_send_rate = max_send_rate
+
     def withhold_answers(self, seconds: float, *, sends: int | None = None) -> None:
         """Forward each send, then hold SES's answer back this long (0: answer at once), for
         the next ``sends`` sends only (None: all of them)."""
@@ -205,15 +223,19 @@ class SesProxy:
                     if self._release_count != releases:
                         break
                     self._released.wait(0.05)
+            throttled = self._throttle_next > 0
+            self._throttle_next -= throttled
             if self._rate is not None:
                 while self._accepted_at and self._accepted_at[0] <= arrived - 1.0:
                     self._accepted_at.popleft()
-                if len(self._accepted_at) >= self._rate:
-                    self._sends.append(Send(arrived, order, "throttled", time.time()))
-                    request_id = f"throttled-{len(self._sends)}"
-                    payload = THROTTLING_BODY(request_id=request_id).encode()
-                    return 400, "Bad Request", [("Content-Type", "text/xml")], payload
-                self._accepted_at.append(arrived)
+                throttled = throttled or len(self._accepted_at) >= self._rate
+                if not throttled:
+                    self._accepted_at.append(arrived)
+            if throttled:
+                self._sends.append(Send(arrived, order, "throttled", time.time()))
+                request_id = f"throttled-{len(self._sends)}"
+                payload = THROTTLING_BODY(request_id=request_id).encode()
+                return 400, "Bad Request", [("Content-Type", "text/xml")], payload
             withhold = self._withhold
             if withhold and self._withhold_left is not None:
                 self._withhold_left -= 1
@@ -226,6 +248,17 @@ class SesProxy:
         if withhold:
             time.sleep(withhold)
         return answer
+
+    def _quota_answer(self):
+        payload = (
+            '<GetSendQuotaResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
+            "<GetSendQuotaResult><Max24HourSend>200000.0</Max24HourSend>"
+            f"<MaxSendRate>{self._max_send_rate:.1f}</MaxSendRate>"
+            "<SentLast24Hours>0.0</SentLast24Hours></GetSendQuotaResult>"
+            "<ResponseMetadata><RequestId>quota</RequestId></ResponseMetadata>"
+            "</GetSendQuotaResponse>"
+        ).encode()
+        return 200, "OK", [("Content-Type", "text/xml")], payload
 
     def _forward(self, method: str, path: str, body: bytes, headers):
         for attempt in (1, 2):  # a kept-alive connection the server closed: open a new one

@@ -11,8 +11,8 @@ from tests.pipeline import Worker
 def workers(tmp_path, queues):
     started: list[Worker] = []
 
-    def start(name: str = "worker", **env: str) -> Worker:
-        worker = Worker(tmp_path / f"{name}.log", env={"AWS_SES_AUTO_THROTTLE": "0", **env})
+    def start(name: str = "worker", *, concurrency: int = 1, **env: str) -> Worker:
+        worker = Worker(tmp_path / f"{name}.log", env=env, concurrency=concurrency)
         started.append(worker.start())
         return worker
 

@@ -166,7 +166,6 @@ def _setup(fake_sns, settings, monkeypatch):
     # pytest-django swaps in locmem: these tests send through SES for real.
     settings.EMAIL_BACKEND = "django_ses.SESBackend"
     settings.SES_SANDBOX = "false"  # any recipient (the emulator has no sandbox rule)
-    settings.AWS_SES_AUTO_THROTTLE = 0
     monkeypatch.setattr(ses, "_backends", {})  # a backend built with these settings
     sns.certificate_cache_clear()
     fake_sns.requests.clear()
