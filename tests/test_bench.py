@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The issue's figures 1 to 8 (and 0, the in-process micro-benchmarks), by their numbers.
-FIGURES = {str(n) for n in range(9)}
+#: Issue 6's figures 1 to 8 (and 0, the in-process micro-benchmarks), and issue 11's 9 (SES
+#: throttling and the duplicate window), by their numbers.
+FIGURES = {str(n) for n in range(10)}
 
 
 def _postgres_up() -> bool:
