@@ -237,6 +237,11 @@ def confirmation_sweep(
     return SweepResult(found=len(order_ids), published=published, failed=len(order_ids) - published)
 
 
+#: SES Throttling answers one attempt takes before it gives up and comes back later (with a
+#: rate set above the account's real one, each slot would otherwise be another refused call).
+MAX_THROTTLING_ANSWERS = 10
+
+
 def send_rate_describe() -> tuple[int, str]:
     """(log level, sentence): how this process's sends are paced, for the worker's start."""
     rate = (
@@ -266,8 +271,9 @@ def confirmation_send(
     at ``ses.max_send_rate()``), waiting for it up to ``send_wait_budget()`` after
     ``started_at`` (``time.monotonic()`` when the task began; default now). SES's
     ``Throttling`` answer (it did not take the email) is retried after the next slot, within
-    the same budget. When no slot comes in time, the attempt is recorded as ``throttled`` (not
-    a failure) and ``ConfirmationThrottled`` says when to come back.
+    the same budget (``MAX_THROTTLING_ANSWERS`` at most). When no slot comes in time, the
+    attempt is recorded as ``throttled`` (not a failure) and ``ConfirmationThrottled`` says
+    when to come back.
 
     Then the record is locked for the whole send (``_send``), so two deliveries of the same
     message (SQS is at-least-once) cannot both send: the second waits, then finds it ``sent``
@@ -285,7 +291,7 @@ def confirmation_send(
     throttling_answers = 0
     while True:
         slot = send_rate.slot_take(rate=rate, deadline=deadline)
-        if not slot.taken:
+        if not slot.taken or throttling_answers >= MAX_THROTTLING_ANSWERS:
             raise _throttled(
                 order_id=order_id,
                 attempt=attempt,
