@@ -164,7 +164,7 @@ def test_each_service_calls_exactly_what_its_policy_grants(
             {
                 "AWS_ENDPOINT_URL": counter.url,
                 "SES_SANDBOX": "auto",  # asks SES (GetAccount), and the emulator says sandbox
-                "AWS_SES_AUTO_THROTTLE": "0.5",  # django-ses's pacing asks GetSendQuota
+                "SES_MAX_SEND_RATE": "",  # the fleet's rate: the account's, from GetSendQuota
             },
         ).start()
         try:
