@@ -67,7 +67,7 @@ def provision(plan: Plan) -> Result:
         return session.client(name, region_name=plan.region, endpoint_url=plan.endpoint_url)
 
     created: list[str] = []
-    dlq_url, queue_url = _queues(client("sqs"), plan, created)
+    queue_url, dlq_url = queues_provision(client("sqs"), plan, created)
     pool_id, client_id = _cognito(client("cognito-idp"), plan, created)
     _ses(client("ses"), plan, created)
     result = Result(queue_url, dlq_url, pool_id, client_id, created)
@@ -78,7 +78,11 @@ def provision(plan: Plan) -> Result:
     return result
 
 
-def _queues(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
+def queues_provision(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
+    """The order queue and its dead-letter queue alone: (queue URL, DLQ URL).
+
+    ``sqs`` is a boto3 SQS client: the tests pass their own to recreate the pair per test.
+    """
     dlq_name = f"{plan.queue_name}-dlq"
     dlq_url = sqs.create_queue(
         QueueName=dlq_name, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
@@ -100,7 +104,7 @@ def _queues(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
     else:
         queue_url = sqs.create_queue(QueueName=plan.queue_name, Attributes=attributes)["QueueUrl"]
         created.append(f"queue {plan.queue_name} (DLQ {dlq_name})")
-    return dlq_url, queue_url
+    return queue_url, dlq_url
 
 
 def _cognito(idp: Any, plan: Plan, created: list[str]) -> tuple[str, str]:

@@ -69,12 +69,29 @@ class ChildProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
+        self.signal_stop()
+        self.wait_stopped()
+
+    def signal_stop(self) -> None:
+        """SIGTERM the whole process group (``stop`` = this, then ``wait_stopped``)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = 30) -> None:
+        """Wait for the process to exit after ``signal_stop``; SIGKILL it after the timeout."""
+        if self.process and self.process.poll() is None:
             try:
-                self.process.wait(30)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                ChildProcess.kill(self)
+
+
+def stop_all(children: list[ChildProcess]) -> None:
+    """Stop several processes at once: every SIGTERM first, then the waits."""
+    for child in children:
+        child.signal_stop()
+    for child in children:
+        child.wait_stopped()
 
 
 class Worker(ChildProcess):
@@ -108,12 +125,34 @@ class Worker(ChildProcess):
             os.kill(self.process.pid, signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL the worker in the middle of a test: the test goes on using the queue."""
+        stopping = time.monotonic()
         super().kill()
-        time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
+        self.poll_linger(stopping)
 
     def stop(self) -> None:
+        """Stop the worker in the middle of a test: the test goes on using the queue.
+
+        (The ``workers`` fixture's own stop at the end of a test needs no linger: the next
+        test's ``queues`` are new.)
+        """
+        stopping = time.monotonic()
         super().stop()
-        time.sleep(POLL_SECONDS + 0.5)  # let its last long poll end on the server
+        self.poll_linger(stopping)
+
+    @staticmethod
+    def poll_linger(stopping: float) -> None:
+        """Wait until a worker stopped at ``stopping`` can have no long poll open any more.
+
+        The emulator keeps serving a ReceiveMessage whose client has gone until its wait
+        time is over (plus up to 1 s: moto waits for new messages in 1 s steps), and would
+        give that dead client the next message sent to the queue, counting a receive. Nothing
+        outside the emulator shows when that poll ends, so this waits out the bound, less
+        the time the stop itself took.
+        """
+        remaining = stopping + POLL_SECONDS + 1.2 - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every=0.2):

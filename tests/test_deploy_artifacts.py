@@ -533,6 +533,7 @@ def test_healthcheck_path_is_answered_for_the_probe_as_docker_sends_it():
 # === tests: the image's commands, run from its build context ==================================
 
 
+@pytest.mark.subprocess
 def test_default_command_serves_health_and_static_files(context):
     port = free_port()
     command = executable(default_command())
@@ -587,6 +588,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@pytest.mark.subprocess
 def test_the_public_api_and_the_admin_run_as_separate_services_of_the_image(context):
     """README's two web lines: the same default command, SHOP_SERVICE apart. The public API
     has no admin and reads no queue (its role may not); the admin has no API."""
@@ -647,6 +649,7 @@ def test_the_public_api_and_the_admin_run_as_separate_services_of_the_image(cont
             assert stop(process) == 0
 
 
+@pytest.mark.subprocess
 def test_migrate_and_sweep_commands_run_in_the_image(context):
     env = container_env(context)
     for run, expected in (
@@ -670,6 +673,7 @@ def test_migrate_and_sweep_commands_run_in_the_image(context):
     assert result.returncode == 0 and "--older-than" in result.stdout
 
 
+@pytest.mark.subprocess
 def test_worker_command_consumes_the_templates_queue_and_leaves_poison_to_sqs(
     context, default_stack
 ):

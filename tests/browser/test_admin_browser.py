@@ -22,7 +22,7 @@ from orders.models import Order, Product
 from tests.conftest import make_product
 from tests.pipeline import DLQ_URL, queue_counts, sqs, wait_for
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.subprocess]  # Chromium and its driver
 
 USERNAME = "opsboss"
 PASSWORD = "Browser-Passw0rd!"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipeline import Worker
+from tests.pipeline import Worker, stop_all
 
 
 @pytest.fixture
 def workers(tmp_path, queues):
+    """``workers(name, **env)`` starts a worker on this test's ``queues``; all stop with it."""
     started: list[Worker] = []
 
     def start(name: str = "worker", *, concurrency: int = 1, **env: str) -> Worker:
@@ -17,5 +18,4 @@ def workers(tmp_path, queues):
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    stop_all(started)  # at once, and with no linger: the next test's queues are new

@@ -152,7 +152,7 @@ def test_queue_stats_reads_both_queues(queues):
     assert (orders.role, orders.url) == ("orders", settings.ORDER_QUEUE_URL)
     assert orders.dlq_url == DLQ_URL
     assert orders.max_receive_count == 3
-    assert orders.visibility_timeout == 10  # tests/aws_emulator.py
+    assert orders.visibility_timeout == queues.visibility_timeout == 2  # tests/aws_emulator.py
     assert orders.oldest_age_seconds is None  # not in SQS's API (CloudWatch only)
     assert (dlq.role, dlq.url, dlq.name) == ("dead-letter", DLQ_URL, DLQ_URL.rsplit("/", 1)[1])
     assert (dlq.visible, dlq.in_flight, dlq.delayed) == (2, 0, 0)
@@ -164,6 +164,7 @@ def test_queue_stats_reads_both_queues(queues):
 
 
 @pytest.mark.worker
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_redriven_message_is_sent_by_the_worker_once_the_address_is_verified(workers):
     address = f"dana-{uuid.uuid4().hex[:8]}@example.com"

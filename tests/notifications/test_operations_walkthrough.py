@@ -20,7 +20,11 @@ from orders.models import Order
 from tests.conftest import make_product
 from tests.pipeline import DLQ_URL, queue_counts, sent_emails, wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.subprocess,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def _command(*args: str) -> str:

@@ -17,7 +17,11 @@ from orders.models import Order
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import DLQ_URL, dlq_messages, queue_counts, sent_emails, wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.subprocess,
+    pytest.mark.django_db(transaction=True),
+]
 
 NOT_VERIFIED = "recipient not verified in the SES sandbox"
 
@@ -134,6 +138,7 @@ def test_rolled_back_order_publishes_nothing(queues):
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 1
 
 
+@pytest.mark.visibility_timeout(1)  # the killed worker's message comes back after it
 def test_sigkilled_worker_loses_nothing(api_client, alice_token, workers):
     """Kill -9 a worker in the middle of sending: SQS redelivers, the email goes out once."""
     connected = threading.Event()

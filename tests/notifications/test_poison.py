@@ -20,12 +20,18 @@ from notifications.models import ConfirmationEmail
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import Worker, dlq_bodies, queue_counts, sqs, wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.subprocess,
+    pytest.mark.django_db(transaction=True),
+    # Rejected poison waits out the visibility timeout between receives: the shortest one.
+    pytest.mark.visibility_timeout(1),
+]
 
 
 MAX_RECEIVE_COUNT = 3
 # Poison messages without the confirmation task's name wait out the queue's visibility
-# timeout (10 s in tests) between receives; SQS moves them on the 4th receive.
+# timeout (1 s here) between receives; SQS moves them on the 4th receive.
 DLQ_TIMEOUT = 50
 
 

@@ -132,7 +132,7 @@ def test_queue_health_page(queues, viewer):
     assert (orders.role, dlq.role, dlq.visible) == ("orders", "dead-letter", 1)
     assert "after 3 receives (maxReceiveCount)" in html
     assert "ApproximateAgeOfOldestMessage" in html  # says why the age is not shown
-    assert '<td class="visibility-timeout">10 s</td>' in html
+    assert f'<td class="visibility-timeout">{queues.visibility_timeout} s</td>' in html
 
 
 def test_dlq_page_lists_messages_with_their_orders(queues, operator):

@@ -65,6 +65,7 @@ def staff(client):
 
 
 @pytest.mark.worker
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_resend_from_the_admin_sends_a_sent_email_again_and_records_it(staff, workers):
     workers()

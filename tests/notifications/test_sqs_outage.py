@@ -14,7 +14,11 @@ from tests.conftest import make_product, order_body
 from tests.notifications.test_delivery_guarantees import _subjects_by_order
 from tests.pipeline import WebServer, free_port, queue_counts, wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.subprocess,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 @pytest.fixture

@@ -17,7 +17,11 @@ from orders.models import Order
 from tests.conftest import make_product
 from tests.pipeline import free_port, wait_for
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.subprocess,
+    pytest.mark.django_db(transaction=True),
+]
 
 ADDRESS = services.ShippingAddress(
     name="Log Test", line1="1 Main St", city="Town", postal_code="1", country="US"

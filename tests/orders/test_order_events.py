@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 from orders import events, services
 from orders.models import Order, OrderLine, Product
 from shop import aws, provisioning
-from tests.aws_emulator import TEST_VISIBILITY_TIMEOUT
+from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import drain, free_port
 
@@ -389,7 +389,7 @@ def test_provisioning_creates_the_topic_and_a_demo_subscriber_once():
     plan = provisioning.Plan(
         endpoint_url=settings.AWS_ENDPOINT_URL,
         # The session's own resources, as tests/aws_emulator.py provisioned them.
-        queue_name="test-orders",
+        queue_name=TEST_QUEUE_NAME,
         visibility_timeout=TEST_VISIBILITY_TIMEOUT,
         order_events=True,
         order_events_name=name,

@@ -59,6 +59,7 @@ def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.subprocess  # manage.py in a process of its own
 def test_json_format_prints_one_object_per_line_with_the_context():
     result = _shell(LOG_FORMAT="json")
     assert result.returncode == 0, result.stderr
@@ -73,6 +74,7 @@ def test_json_format_prints_one_object_per_line_with_the_context():
     assert "order_id" not in about_nothing
 
 
+@pytest.mark.subprocess  # manage.py in a process of its own
 def test_json_is_the_default_in_production_and_plain_in_development():
     production = _shell(**PRODUCTION)
     assert production.returncode == 0, production.stderr
@@ -85,6 +87,7 @@ def test_json_is_the_default_in_production_and_plain_in_development():
     assert not first.startswith("{")
 
 
+@pytest.mark.subprocess  # manage.py in a process of its own
 def test_an_unknown_log_format_refuses_to_start():
     result = _manage("check", LOG_FORMAT="xml")
     assert result.returncode != 0
@@ -137,6 +140,7 @@ def test_filter_reads_celerys_own_task_lines(no_context):
 
 
 @pytest.mark.worker
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_web_lines_about_an_order_carry_its_id_and_no_later_request_does(tmp_path):
     drain(settings.ORDER_QUEUE_URL)

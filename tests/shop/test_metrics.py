@@ -172,6 +172,7 @@ def test_sqs_unreachable_is_a_gauge_not_an_error(client, settings):
 
 
 @pytest.mark.worker
+@pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_in_multiprocess_mode_counts_its_workers_orders(tmp_path, empty_queues):
     metrics_dir = tmp_path / "metrics"

@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.pipeline import ROOT
+
+pytestmark = pytest.mark.subprocess  # manage.py in a process of its own, with other settings
 
 REQUIRED = {
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
