@@ -1,19 +1,18 @@
 """A real headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by Selenium.
 
-The browser and its driver come from apt, never from the network at run time: Selenium
-Manager is bypassed by naming ``/usr/bin/chromedriver`` and ``/usr/bin/chromium`` outright.
-When either is missing, the session installs both with ``apt-get`` (as root); where that is
-impossible the browser tests are skipped with the reason.
+The browser and its driver come from apt, installed by the test command's setup step
+(``make system-packages``, which ``make test`` and ``.ci/run`` run first), never from the
+network at run time: Selenium Manager is bypassed by naming ``/usr/bin/chromedriver`` and
+``/usr/bin/chromium`` outright. Where they are missing the browser tests are skipped, with
+the reason.
 
 Every step of a test can be saved as a PNG (``browser.shot("name")``) under the test's
-temporary directory; the paths are printed and listed at the end of the run.
+temporary directory; the paths are printed and listed at the end of the run (from the xdist
+workers too: tests/conftest.py reads them from the test reports).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,50 +41,27 @@ CHROMIUM_FLAGS = [
     "--window-size=1280,1000",
 ]
 
-_screenshots: list[Path] = []
-
-
-def _browser_present() -> bool:
-    return CHROMIUM.exists() and CHROMEDRIVER.exists()
-
-
-def _apt_install() -> str:
-    """Install chromium + chromium-driver through apt; returns why it could not, or ""."""
-    if os.geteuid() != 0:
-        return "not root, so apt-get cannot install them"
-    if not shutil.which("apt-get"):
-        return "this machine has no apt-get"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
-    log = []
-    for command in (install, ["apt-get", "update"], install):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        log.append(f"$ {' '.join(command)} -> {result.returncode}\n{result.stderr[-2000:]}")
-        if command is install and result.returncode == 0 and _browser_present():
-            return ""
-    return "apt-get could not install them:\n" + "\n".join(log)
-
 
 @pytest.fixture(scope="session")
 def chromium() -> tuple[Path, Path]:
-    """(browser, driver), installed through apt when missing; skips when that is impossible."""
-    if not _browser_present():
-        reason = _apt_install()
-        if reason or not _browser_present():
-            pytest.skip(
-                f"browser tests need {CHROMIUM} and {CHROMEDRIVER} "
-                f"(apt packages {' '.join(APT_PACKAGES)}): {reason or 'still missing'}"
-            )
+    """(browser, driver) as apt installed them; skips, with the reason, when missing."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        pytest.skip(
+            f"browser tests need {' and '.join(missing)}: `make system-packages` installs the "
+            f"apt packages {' '.join(APT_PACKAGES)} (as root)"
+        )
     return CHROMIUM, CHROMEDRIVER
 
 
 class Browser:
     """A Chromium window on the live server, with the few verbs the admin tests need."""
 
-    def __init__(self, driver: webdriver.Chrome, base_url: str, shots: Path):
+    def __init__(self, driver: webdriver.Chrome, base_url: str, shots: Path, record):
         self.driver = driver
         self.base_url = base_url
         self.shots = shots
+        self.record = record  # pytest's record_property: the path goes into the test's report
         self.wait = WebDriverWait(driver, WAIT_SECONDS)
 
     def get(self, path: str) -> None:
@@ -122,7 +98,7 @@ class Browser:
         path = self.shots / f"{len(list(self.shots.glob('*.png'))) + 1:02d}-{name}.png"
         if not self.driver.save_screenshot(str(path)):
             raise AssertionError(f"Chromium could not save the screenshot {path}")
-        _screenshots.append(path)
+        self.record("screenshot", str(path))
         print(f"screenshot: {path}")
         return path
 
@@ -140,7 +116,7 @@ class Browser:
 
 
 @pytest.fixture
-def browser(chromium, live_server, tmp_path):
+def browser(chromium, live_server, tmp_path, record_property):
     chromium_path, driver_path = chromium
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium_path)
@@ -156,13 +132,6 @@ def browser(chromium, live_server, tmp_path):
     shots.mkdir()
     print(f"screenshots of this test: {shots}")
     try:
-        yield Browser(driver, live_server.url, shots)
+        yield Browser(driver, live_server.url, shots, record_property)
     finally:
         driver.quit()
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _screenshots:
-        terminalreporter.write_sep("-", f"browser screenshots ({len(_screenshots)})")
-        for path in _screenshots:
-            terminalreporter.write_line(str(path))
