@@ -1,7 +1,9 @@
 """Benchmarks are not tests: this only runs each one at a tiny size to keep them working.
 
 It checks that every figure the issue asks for is produced with a value, never what the value
-is (timing belongs in ``make bench``, whose targets are rows, not failures).
+is (timing belongs in ``make bench``, whose targets are rows, not failures). One test per
+module of ``bench/run.py``, so that xdist runs them side by side (each has its own emulator,
+database and processes).
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Issue 6's figures 1 to 8 (and 0, the in-process micro-benchmarks), and issue 11's 9 (SES
-#: throttling and the duplicate window), by their numbers.
-FIGURES = {str(n) for n in range(10)}
+#: throttling and the duplicate window), by their numbers, as each module of bench/run.py
+#: produces them.
+FIGURES = {
+    "micro": {"0"},
+    "http_bench": {"1", "2", "7", "8"},
+    "worker_bench": {"3", "4", "5", "6", "7", "8"},
+    "ses_bench": {"9"},
+}
 
 
 def _postgres_up() -> bool:
@@ -28,11 +36,20 @@ def _postgres_up() -> bool:
         return False
 
 
+def test_the_modules_cover_every_figure():
+    from bench import run
+
+    assert set(FIGURES) == set(run.MODULES)
+    assert set().union(*FIGURES.values()) == {str(n) for n in range(10)}
+
+
+@pytest.mark.subprocess
 @pytest.mark.skipif(not _postgres_up(), reason="the benchmarks run on the machine's PostgreSQL")
-def test_every_benchmark_runs_at_a_tiny_size(tmp_path):
+@pytest.mark.parametrize("module", FIGURES)
+def test_every_benchmark_runs_at_a_tiny_size(tmp_path, module):
     out = tmp_path / "tiny.json"
     process = subprocess.run(
-        [sys.executable, "bench/run.py", "--size", "tiny", "--out", str(out)],
+        [sys.executable, "bench/run.py", "--size", "tiny", "--only", module, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -43,6 +60,6 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path):
     assert result["errors"] == []
     figures = result["figures"]
     numbers = {figure["group"].split()[0] for figure in figures}
-    assert numbers >= FIGURES, f"figures missing: {sorted(FIGURES - numbers)}"
+    assert numbers >= FIGURES[module], f"figures missing: {sorted(FIGURES[module] - numbers)}"
     # Every figure with a target was measured (its verdict is make bench's business).
     assert [f["name"] for f in figures if f["target"] and f["value"] is None] == []
