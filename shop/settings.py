@@ -452,6 +452,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
         "retries": {"mode": "standard", "total_max_attempts": 1},
     },
 }
+# Each receive of a pass over the dead-letter queue (admin pages, dlq_* commands) long-polls
+# this long: SQS's short polls sample only some of its servers and may answer empty while
+# messages wait. It is also what the end of a pass costs. The emulator answers exactly: the
+# tests use 0.
+DLQ_RECEIVE_WAIT_SECONDS = env.int("DLQ_RECEIVE_WAIT_SECONDS", default=1)
 # No publish retries: a failed publish leaves the record `pending` for the sweep
 # (`manage.py confirmation_sweep`), which is the retry, instead of holding the request.
 CELERY_TASK_PUBLISH_RETRY = False

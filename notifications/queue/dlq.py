@@ -33,9 +33,6 @@ logger = logging.getLogger(__name__)
 PEEK_HOLD_SECONDS = 30
 #: A message being moved or deleted is hidden this long; one that failed is handed back at once.
 ACTION_HOLD_SECONDS = 120
-#: Each DLQ receive long-polls this long: short polling samples only some of SQS's servers and
-#: may answer empty while messages wait. It is also what an empty queue costs a pass.
-RECEIVE_WAIT_SECONDS = 1
 #: At most this many messages are looked at in one peek.
 PEEK_MAX = 1000
 # Endpoints found without StartMessageMoveTask (moto answers HTTP 500): not asked again.
@@ -81,7 +78,7 @@ def _receive(url: str, *, count: int, hold: int) -> list[DeadLetter]:
         response = sqs().receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=max(1, min(10, count)),
-            WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+            WaitTimeSeconds=settings.DLQ_RECEIVE_WAIT_SECONDS,
             VisibilityTimeout=hold,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
