@@ -18,10 +18,11 @@ RUN groupadd --system --gid 10001 shop \
 
 WORKDIR /app
 
-# Dependencies first: this layer is reused until requirements.txt changes. Every requirement is
-# an exact pin with a manylinux wheel (pycurl and psycopg carry their own libcurl and libpq).
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies first: this layer is reused until the lock changes. requirements.lock pins every
+# package with PyPI's hashes (`make lock` compiles it from requirements.txt); pip refuses
+# anything else. All are manylinux wheels (pycurl and psycopg carry their own libcurl, libpq).
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
 

@@ -450,27 +450,38 @@ def test_image_is_slim_pinned_and_runs_as_an_unprivileged_user():
     assert not [name for name in env if re.search("SECRET|PASSWORD|ACCESS_KEY|TOKEN", name)]
 
 
-def test_dependencies_are_installed_from_requirements_txt_in_their_own_layer():
+def lock_pins(path: Path) -> dict[str, str]:
+    """{name: version} of a pip-compile lock, each pin checked to carry hashes."""
+    pins = {}
+    for entry in re.split(r"\n(?=\S)", path.read_text()):
+        if entry.startswith("#") or not entry.strip():
+            continue
+        name, _, version = entry.split()[0].partition("==")
+        assert version, f"{path.name}: {entry.split()[0]} is not an exact pin"
+        assert "--hash=sha256:" in entry, f"{path.name}: {name} has no hash"
+        pins[name] = version
+    return pins
+
+
+def test_dependencies_are_installed_from_the_lock_with_hashes_in_their_own_layer():
     instructions = dockerfile()
-    copy_requirements = instructions.index(Instruction("COPY", "requirements.txt ."))
+    copy_lock = instructions.index(Instruction("COPY", "requirements.lock ."))
     (pip,) = [
         n for n, i in enumerate(instructions) if i.keyword == "RUN" and "pip install" in i.args
     ]
     copy_all = instructions.index(Instruction("COPY", ". ."))
-    # The dependency layer depends on requirements.txt only: the code is copied after it.
-    assert copy_requirements < pip < copy_all
+    # The dependency layer depends on the lock only: the code is copied after it.
+    assert copy_lock < pip < copy_all
     words = shlex.split(instructions[pip].args)
     assert words[:2] == ["pip", "install"]
     packages = [w for n, w in enumerate(words[2:]) if not w.startswith("-")]
-    assert packages == ["requirements.txt"] and "-r" in words and "--no-cache-dir" in words
-    # Exact pins, and the image gets what the tests run against.
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if not line:
-            continue
-        name, _, version = line.partition("==")
-        assert version, f"requirements.txt: {line} is not an exact pin"
-        assert metadata.version(name.split("[")[0]) == version, line
+    assert packages == ["requirements.lock"] and "-r" in words and "--no-cache-dir" in words
+    assert "--require-hashes" in words
+    # Every package pinned with hashes, and the image gets what the tests run against.
+    pins = lock_pins(ROOT / "requirements.lock")
+    assert {"django", "celery", "kombu", "botocore", "urllib3", "cffi"} <= set(pins)
+    for name, version in pins.items():
+        assert metadata.version(name) == version, f"{name}: {version} locked"
 
 
 def test_build_context_holds_the_app_and_no_secrets_or_local_state():
@@ -480,7 +491,7 @@ def test_build_context_holds_the_app_and_no_secrets_or_local_state():
         assert dockerignored(path), path
     assert dockerignored("shop/__pycache__/settings.cpython-311.pyc")
     # What the processes load: manage.py, every local app, the templates, the static sources.
-    needed = ["manage.py", "requirements.txt", f"{settings.ROOT_URLCONF.replace('.', '/')}.py"]
+    needed = ["manage.py", "requirements.lock", f"{settings.ROOT_URLCONF.replace('.', '/')}.py"]
     for app in apps.get_app_configs():
         source = Path(app.path).resolve()
         if source.is_relative_to(ROOT) and not source.is_relative_to(Path(sys.prefix).resolve()):
