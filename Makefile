@@ -2,13 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# pytest-xdist processes for `make test`, each with its own emulator and database. More than
+# the 2 cores: the end-to-end tests spend most of their time waiting on other processes.
+PYTEST_WORKERS ?= 4
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench token manage worker clean
+.PHONY: install run test check lint lock system-packages bench token manage worker clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The dev lock, hashes required; then pip-sync removes whatever the lock does not name.
+$(STAMP): requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/pip-sync --quiet requirements-dev.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -19,8 +24,12 @@ run: install
 	scripts/run-local.sh
 
 ## Lint, import contracts and the whole test suite (SQLite unless DATABASE_URL is set).
-test: install lint
-	$(BIN)/python -m pytest
+test: install lint system-packages
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+## The fast lane: lint, import contracts and the tests that start no other process.
+check: install lint
+	$(BIN)/python -m pytest -n 2 -m "not subprocess"
 
 lint: install
 	$(BIN)/ruff check .
@@ -28,9 +37,18 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/cfn-lint infra/shop.yaml
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/python scripts/lock.py check
+
+## Compile requirements*.lock from requirements*.txt (asks PyPI): make lock [UPGRADE="pkg ..."]
+lock: install
+	$(BIN)/python scripts/lock.py compile $(foreach package,$(UPGRADE),-P $(package))
+
+## Debian packages the tests need (chromium, chromium-driver, wrk): installed when missing.
+system-packages:
+	scripts/system-packages.sh
 
 ## Benchmarks (PostgreSQL, the emulator, gunicorn, workers): make bench [BENCH_SIZE=tiny]
-bench: install
+bench: install system-packages
 	$(BIN)/python bench/run.py --size $(or $(BENCH_SIZE),full)
 
 ## Print an ID token for a demo customer while `make run` is up: make -s token EMAIL=bob@example.com
