@@ -28,8 +28,10 @@ test: install lint system-packages
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 ## The fast lane: lint, import contracts and the tests that start no other process.
+# On PostgreSQL the test databases are kept between runs (pytest-django's --reuse-db; new
+# migrations are still applied); SQLite's are one file per run, quick to make.
 check: install lint
-	$(BIN)/python -m pytest -n 2 -m "not subprocess"
+	$(BIN)/python -m pytest -n 2 -m "not subprocess" $(if $(filter postgres%,$(DATABASE_URL)),--reuse-db)
 
 lint: install
 	$(BIN)/ruff check .

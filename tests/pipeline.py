@@ -276,6 +276,18 @@ def row_locked(order_id: int):
         yield
 
 
+def lock_waiters() -> int:
+    """Connections to the test database now waiting for a lock (PostgreSQL's
+    ``pg_stat_activity``): a worker's task blocked by ``row_locked``, say."""
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
