@@ -69,29 +69,22 @@ class ChildProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
-        self.signal_stop()
-        self.wait_stopped()
-
-    def signal_stop(self) -> None:
-        """SIGTERM the whole process group (``stop`` = this, then ``wait_stopped``)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-
-    def wait_stopped(self, timeout: float = 30) -> None:
-        """Wait for the process to exit after ``signal_stop``; SIGKILL it after the timeout."""
-        if self.process and self.process.poll() is None:
             try:
-                self.process.wait(timeout)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 ChildProcess.kill(self)
 
 
-def stop_all(children: list[ChildProcess]) -> None:
-    """Stop several processes at once: every SIGTERM first, then the waits."""
+def kill_all(children: list[ChildProcess]) -> None:
+    """SIGKILL every process group at once, then reap them (no linger: see ``Worker.stop``)."""
     for child in children:
-        child.signal_stop()
+        if child.process and child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGKILL)
     for child in children:
-        child.wait_stopped()
+        if child.process:
+            child.process.wait(10)
 
 
 class Worker(ChildProcess):
@@ -103,7 +96,8 @@ class Worker(ChildProcess):
             {
                 "ORDER_QUEUE_URL": settings.ORDER_QUEUE_URL,
                 # A stopped worker's last long poll stays open on the server for up to this
-                # long and may swallow the next test's message: keep it short between tests.
+                # long and may take a message the test sends after the stop (Worker.stop
+                # waits it out): keep it short.
                 "SQS_WAIT_TIME_SECONDS": str(POLL_SECONDS),
                 **(env or {}),
             },
@@ -133,8 +127,8 @@ class Worker(ChildProcess):
     def stop(self) -> None:
         """Stop the worker in the middle of a test: the test goes on using the queue.
 
-        (The ``workers`` fixture's own stop at the end of a test needs no linger: the next
-        test's ``queues`` are new.)
+        (At the end of a test the ``workers`` fixture kills its workers outright, with no
+        linger: the test is over, and the next test's ``queues`` are new.)
         """
         stopping = time.monotonic()
         super().stop()

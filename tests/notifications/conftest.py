@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipeline import Worker, stop_all
+from tests.pipeline import Worker, kill_all
 
 
 @pytest.fixture
 def workers(tmp_path, queues):
-    """``workers(name, **env)`` starts a worker on this test's ``queues``; all stop with it."""
+    """``workers(name, **env)`` starts a worker on this test's ``queues``; all are killed
+    when it ends (a graceful stop is what test_sigterm_lets_the_running_task_finish tests)."""
     started: list[Worker] = []
 
     def start(name: str = "worker", *, concurrency: int = 1, **env: str) -> Worker:
@@ -18,4 +19,4 @@ def workers(tmp_path, queues):
         return worker
 
     yield start
-    stop_all(started)  # at once, and with no linger: the next test's queues are new
+    kill_all(started)  # at once, and with no linger: the next test's queues are new
