@@ -25,7 +25,7 @@ run: install
 
 ## Lint, import contracts and the whole test suite (SQLite unless DATABASE_URL is set).
 test: install lint system-packages
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 ## The fast lane: lint, import contracts and the tests that start no other process.
 # On PostgreSQL the test databases are kept between runs (pytest-django's --reuse-db; new
