@@ -107,6 +107,9 @@ def test_a_throttling_answer_is_retried_in_the_same_attempt_after_the_next_slot(
     connection.vendor != "postgresql",
     reason="the fleet's schedule lives in PostgreSQL (SQLite: per process, see below)",
 )
+# Received messages wait seconds for their slots while three other pool children could take
+# them: longer than the tests' 2 s visibility timeout.
+@pytest.mark.visibility_timeout(10)
 def test_four_worker_processes_keep_the_accounts_rate_and_dead_letter_nothing(workers):
     """Two workers of two processes each, on two "machines" (their own main processes),
     against an SES whose quota is RATE sends/s: the burst waits for its slots."""
