@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from notifications import queue, rendering, send_rate, ses
+from notifications import rendering, send_rate, ses
 from notifications.models import (
     SENT_STATUSES,
     ConfirmationEmail,
@@ -27,8 +27,10 @@ from notifications.models import (
     SuppressedAddress,
 )
 from orders.models import Order, OrderStatus
+from shop import outbox
 from shop.logging import EMAIL_ADDRESS
 from shop.metrics import CONFIRMATION_ATTEMPTS_THROTTLED, SES_THROTTLING_ANSWERS
+from shop.models import OutboxKind, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -62,63 +64,54 @@ class SendOutcome:
 
 
 def confirmation_request(*, order: Order) -> ConfirmationEmail:
-    """Record the order's confirmation email and queue it once the transaction commits.
+    """Record the order's confirmation email and its task in the outbox.
 
     Called inside the order's transaction: if it rolls back, neither the record nor the
-    message exists. The record is written already marked queued (``queued_at`` and a
-    ``queued`` entry in its history), so that a published order costs no write after its
-    commit; a publish that fails takes the mark back (``_publish_failed``), and one that never
-    ran (the process died right after the commit) leaves a record ``confirmation_sweep``
-    re-publishes once ``queued_at`` is older than its cut-off.
+    outbox row exists; if it commits, both do, and the relay (``manage.py outbox_relay``)
+    publishes the task. No SQS call here: the record stays ``pending`` and gets its
+    ``queued`` entry (and ``queued_at``) when the relay has published it
+    (``confirmation_queued_record``).
     """
-    queued_at = timezone.now()
-    notification = ConfirmationEmail.objects.create(
-        order=order, status=EmailStatus.PENDING, queued_at=queued_at
-    )
-    event = EmailEvent.objects.create(
-        notification=notification, kind=EmailEventKind.QUEUED, created_at=queued_at
-    )
-
-    def publish() -> None:
-        if not _enqueue(order_id=order.pk):
-            _publish_failed(notification_id=notification.pk, event_id=event.pk, at=queued_at)
-            notification.queued_at = None
-
-    transaction.on_commit(publish)
+    notification = ConfirmationEmail.objects.create(order=order, status=EmailStatus.PENDING)
+    _task_add(order_id=order.pk)
     return notification
 
 
-def _enqueue(*, order_id: int) -> bool:
-    try:
-        queue.confirmation_enqueue(order_id=order_id)
-    except Exception:
-        logger.exception("could not queue the confirmation of order %s; the sweep will", order_id)
-        return False
-    return True
+def _task_add(*, order_id: int) -> None:
+    outbox.outbox_task_add(
+        queue_url=settings.ORDER_QUEUE_URL,
+        task_name=settings.CONFIRMATION_TASK_NAME,
+        kwargs={"order_id": order_id},
+        group_id=str(order_id),
+    )
 
 
-def _publish_failed(*, notification_id: int, event_id: int, at: datetime) -> None:
-    """Take back the "queued" mark of a publish that failed: the sweep's criterion."""
-    with transaction.atomic():
-        ConfirmationEmail.objects.filter(pk=notification_id, queued_at=at).update(queued_at=None)
-        EmailEvent.objects.filter(pk=event_id).delete()
-
-
-def confirmation_publish(*, order_id: int) -> bool:
-    """Put the order's confirmation task on the queue; never raises.
-
-    A failed publish (SQS unreachable, throttled, credentials expired) must not turn a
-    committed order into an error: it is logged, the record stays ``pending`` with no
-    ``queued_at``, and ``confirmation_sweep`` publishes it later.
-    """
-    # Taken before the publish: a fast worker may record its attempt before this returns.
-    queued_at = timezone.now()
-    if not _enqueue(order_id=order_id):
-        return False
-    with transaction.atomic():
-        ConfirmationEmail.objects.filter(order_id=order_id).update(queued_at=queued_at)
-        confirmation_event_record(order_id=order_id, kind=EmailEventKind.QUEUED, at=queued_at)
-    return True
+def confirmation_queued_record(rows: Sequence[OutboxMessage], queued_at: datetime) -> None:
+    """The relay published these outbox rows: each confirmation task among them marks its
+    email ``queued`` (``queued_at`` and an entry in its history). Runs in the relay's
+    transaction that deletes the rows."""
+    order_ids = sorted(
+        {
+            row.payload["kwargs"]["order_id"]
+            for row in rows
+            if row.kind == OutboxKind.SQS_TASK
+            and row.payload.get("task") == settings.CONFIRMATION_TASK_NAME
+            and isinstance((row.payload.get("kwargs") or {}).get("order_id"), int)
+        }
+    )
+    if not order_ids:
+        return
+    records = ConfirmationEmail.objects.filter(order_id__in=order_ids)
+    ids = list(records.values_list("pk", flat=True))
+    records.update(queued_at=queued_at)
+    EmailEvent.objects.bulk_create(
+        EmailEvent(notification_id=pk, kind=EmailEventKind.QUEUED, created_at=queued_at)
+        for pk in ids
+    )
+    for order_id in order_ids:
+        logger.info(
+            "queued confirmation email for order %s", order_id, extra={"order_id": order_id}
+        )
 
 
 def confirmation_event_record(
@@ -163,25 +156,18 @@ class ResendResult:
     requested: int
     #: Orders without an email record (or unknown ids): nothing was queued for them.
     missing: list[int]
-    #: Filled as each publish runs (after the commit of its record's update).
-    published: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
+    #: Orders whose email went back to ``pending`` with its task in the outbox.
+    queued: list[int] = field(default_factory=list)
 
 
 def confirmation_resend(*, order_ids: Iterable[int], actor: str = "") -> ResendResult:
     """Queue the confirmation email of each order again, ``sent`` ones included (on purpose).
 
-    Each record goes back to ``pending`` with a ``resend`` entry in its history, in its own
-    transaction; once that commits, the task is published. A publish that fails leaves the
-    record ``pending`` and unqueued, so the sweep publishes it later.
+    Each record goes back to ``pending`` with a ``resend`` entry in its history and its task
+    in the outbox, in its own transaction; the relay publishes it.
     """
     ids = list(dict.fromkeys(int(order_id) for order_id in order_ids))
     result = ResendResult(requested=len(ids), missing=[])
-
-    def publish(order_id: int) -> None:
-        ok = confirmation_publish(order_id=order_id)
-        (result.published if ok else result.failed).append(order_id)
-
     for order_id in ids:
         with transaction.atomic():
             notification = (
@@ -192,49 +178,16 @@ def confirmation_resend(*, order_ids: Iterable[int], actor: str = "") -> ResendR
                 continue
             previous = notification.status
             notification.status = EmailStatus.PENDING
-            notification.queued_at = None
-            notification.save(update_fields=["status", "queued_at", "updated_at"])
+            notification.save(update_fields=["status", "updated_at"])
             EmailEvent.objects.create(
                 notification=notification,
                 kind=EmailEventKind.RESEND,
                 detail=f"was {previous}",
                 actor=actor[:150],
             )
-            transaction.on_commit(lambda order_id=order_id: publish(order_id))
+            _task_add(order_id=order_id)
+            result.queued.append(order_id)
     return result
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    found: int
-    published: int
-    failed: int
-
-
-def confirmation_sweep(
-    *, older_than: timedelta, limit: int = 1000, progress: Callable[[int, bool], None] | None = None
-) -> SweepResult:
-    """Re-publish confirmations still ``pending`` after ``older_than``.
-
-    Picks records never queued (the publish after commit failed) or last queued before the
-    cut-off (their message was lost), oldest first. A record that was in fact still on its
-    way is then on the queue twice; the send is idempotent (``confirmation_send`` skips a
-    record already ``sent``), so the customer still gets one email.
-    """
-    cutoff = timezone.now() - older_than
-    order_ids = list(
-        ConfirmationEmail.objects.filter(status=EmailStatus.PENDING, created_at__lt=cutoff)
-        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=cutoff))
-        .order_by("created_at")
-        .values_list("order_id", flat=True)[:limit]
-    )
-    published = 0
-    for order_id in order_ids:
-        ok = confirmation_publish(order_id=order_id)
-        published += ok
-        if progress:
-            progress(order_id, ok)
-    return SweepResult(found=len(order_ids), published=published, failed=len(order_ids) - published)
 
 
 #: SES Throttling answers one attempt takes before it gives up and comes back later (with a

@@ -248,16 +248,9 @@ class OrderAdmin(admin.ModelAdmin):
         result = notification_services.confirmation_resend(
             order_ids=order_ids, actor=request.user.get_username()
         )
-        if result.published:
+        if result.queued:
             self.message_user(
                 request, f"Queued the confirmation email again for {what}.", messages.SUCCESS
-            )
-        if result.failed:
-            self.message_user(
-                request,
-                f"Could not queue {len(result.failed)} email(s) now (SQS did not answer): "
-                "they stay pending and the confirmation sweep queues them.",
-                messages.WARNING,
             )
         if result.missing:
             self.message_user(

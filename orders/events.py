@@ -1,24 +1,23 @@
 """Order events for other services: ``OrderPlaced`` on an SNS topic (fan-out).
 
-Off unless ``ORDER_EVENTS_TOPIC_ARN`` is set. ``order_place`` registers the publish to run
-once the order's transaction has committed, so a rolled-back order announces nothing, and
-an idempotent replay (which places nothing) publishes nothing. Subscribers (SQS queues,
-Lambdas...) pick events by the ``event_type`` message attribute in a filter policy.
+Off unless ``ORDER_EVENTS_TOPIC_ARN`` is set. ``order_place`` writes the event to the outbox
+(``shop.outbox``) in the order's transaction, so a rolled-back order announces nothing, a
+committed one always does, and an idempotent replay (which places nothing) writes nothing.
+The relay (``manage.py outbox_relay``) publishes it with ``PublishBatch``. Subscribers (SQS
+queues, Lambdas...) pick events by the ``event_type`` message attribute in a filter policy.
 
 The event says what another service needs to react to a sale: ids, lines, money, time.
 Never the shipping address or the customer's email: a subscriber that needs them asks the
 shop. It is built from the objects ``order_place`` already holds, without a query.
 
-Delivery is at most once. The publish never raises into the request: if SNS cannot be
-reached, or refuses, the error is logged (``order event lost``) and the event is NOT
-retried; the order itself is unaffected. Recovering lost events would need an outbox row
-written in the order's transaction and a sweep to publish it.
+Delivery is at least once: SNS unreachable when the order is placed changes nothing for the
+request (no SNS call is made there); the relay publishes the event when SNS is back. A relay
+that died between SNS's answer and deleting the row publishes the event again, with the
+same ``event_id``: consumers deduplicate on it (on a FIFO topic SNS does, for 5 minutes).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,9 +25,8 @@ from decimal import Decimal
 from typing import Any
 
 from orders.models import Order, OrderLine
-from shop import aws
-
-logger = logging.getLogger(__name__)
+from shop import outbox
+from shop.models import OutboxMessage
 
 ORDER_PLACED = "OrderPlaced"
 #: Bumped only for changes a consumer could trip on (a field removed or its meaning changed).
@@ -65,44 +63,21 @@ def order_placed_event(
     }
 
 
-def event_publish(*, topic_arn: str, event: dict[str, Any]) -> str:
-    """Publish one event to the topic; returns SNS's MessageId. Raises on any failure."""
-    params: dict[str, Any] = {
-        "TopicArn": topic_arn,
-        "Message": json.dumps(event, separators=(",", ":")),
-        "MessageAttributes": {
-            "event_type": {"DataType": "String", "StringValue": event["event_type"]}
-        },
-    }
-    if topic_arn.endswith(".fifo"):
+def order_placed_record(
+    *, topic_arn: str, order: Order, lines: Sequence[OrderLine]
+) -> OutboxMessage:
+    """Write the ``OrderPlaced`` event of a saved order to the outbox, in the order's
+    transaction: the relay publishes it to the topic once the order has committed, at least
+    once (a relay that died after SNS took it publishes it again, same ``event_id``)."""
+    event = order_placed_event(order=order, lines=lines, event_id=str(uuid.uuid4()))
+    return outbox.outbox_event_add(
+        topic_arn=topic_arn,
+        message=event,
+        attributes={"event_type": event["event_type"]},
         # FIFO topics: one group per order, and SNS drops a re-publish of the same event.
-        params["MessageGroupId"] = f"order-{event['order_id']}"
-        params["MessageDeduplicationId"] = event["event_id"]
-    return aws.client("sns", bounded=True).publish(**params)["MessageId"]
-
-
-def order_placed_publish(*, topic_arn: str, order: Order, lines: Sequence[OrderLine]) -> str | None:
-    """Announce a committed order; returns the SNS MessageId, or None if it was lost.
-
-    Never raises: it runs after the order committed, inside the request that placed it.
-    """
-    event_id = str(uuid.uuid4())
-    try:
-        event = order_placed_event(order=order, lines=lines, event_id=event_id)
-        message_id = event_publish(topic_arn=topic_arn, event=event)
-    except Exception:
-        logger.exception(
-            "order event lost: could not publish %s event=%s order=%s to %s (not retried)",
-            ORDER_PLACED,
-            event_id,
-            order.pk,
-            topic_arn,
-        )
-        return None
-    logger.info(
-        "published %s event=%s order=%s message=%s", ORDER_PLACED, event_id, order.pk, message_id
+        group_id=f"order-{order.pk}",
+        deduplication_id=event["event_id"],
     )
-    return message_id
 
 
 def _money(value: Decimal) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -74,9 +73,9 @@ def order_place(
 
     Products are locked in primary-key order, so concurrent orders over overlapping carts
     queue up instead of deadlocking, and stock can never go below zero (the database
-    refuses it too). The confirmation email is recorded in the same transaction and queued
-    only once it commits; so is the ``OrderPlaced`` event, when ``ORDER_EVENTS_TOPIC_ARN``
-    is set (``orders.events``).
+    refuses it too). The confirmation email is recorded in the same transaction, its task
+    and the ``OrderPlaced`` event (when ``ORDER_EVENTS_TOPIC_ARN`` is set, ``orders.events``)
+    written to the outbox with it: the relay publishes them once it commits.
     """
     wanted = {line.sku: line.quantity for line in lines}
     if not lines or len(wanted) != len(lines):
@@ -151,14 +150,9 @@ def order_place(
         confirmation_request(order=order)
         transaction.on_commit(ORDERS_PLACED.inc)
         if settings.ORDER_EVENTS_TOPIC_ARN:
-            # `OrderPlaced` for other services, built from these objects once committed.
-            transaction.on_commit(
-                partial(
-                    events.order_placed_publish,
-                    topic_arn=settings.ORDER_EVENTS_TOPIC_ARN,
-                    order=order,
-                    lines=order_lines,
-                )
+            # `OrderPlaced` for other services, in the outbox with the order.
+            events.order_placed_record(
+                topic_arn=settings.ORDER_EVENTS_TOPIC_ARN, order=order, lines=order_lines
             )
     return order
 

@@ -457,6 +457,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # messages wait. It is also what the end of a pass costs. The emulator answers exactly: the
 # tests use 0.
 DLQ_RECEIVE_WAIT_SECONDS = env.int("DLQ_RECEIVE_WAIT_SECONDS", default=1)
+
+# --- The outbox relay (shop/outbox_relay.py, `manage.py outbox_relay`) ---------------------
+# Wait this long after a wake-up when more than one commit is pending: a fuller batch.
+OUTBOX_LINGER_SECONDS = env.float("OUTBOX_LINGER_SECONDS", default=0.02)
+# SQLite (no LISTEN/NOTIFY): the relay looks for new rows this often.
+OUTBOX_POLL_SECONDS = env.float("OUTBOX_POLL_SECONDS", default=0.2)
+# PostgreSQL: the longest wait for a NOTIFY before looking anyway (rows whose back-off ended).
+OUTBOX_WAKE_SECONDS = env.float("OUTBOX_WAKE_SECONDS", default=1.0)
+# A claimed row is the relay's for this long; longer than any publish call can take
+# (botocore's 2 s connect and 10 s read, 3 attempts), or a second relay publishes it too.
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60)
+# A failed publish is tried again after base, 2 x base, 4 x base... at most max seconds.
+OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=1)
+OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=60)
 # No publish retries: a failed publish leaves the record `pending` for the sweep
 # (`manage.py confirmation_sweep`), which is the retry, instead of holding the request.
 CELERY_TASK_PUBLISH_RETRY = False

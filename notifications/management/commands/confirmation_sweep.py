@@ -1,34 +1,26 @@
-"""Re-publish confirmation emails still pending (run it on a schedule, e.g. every 5 minutes)."""
-
-from datetime import timedelta
+"""Kept for scripts and schedules that still call it: ``outbox_relay --once``."""
 
 from django.core.management.base import BaseCommand
 
 from notifications import services
+from notifications.management.commands.outbox_relay import counts_line
+from shop import outbox_relay
 
 
 class Command(BaseCommand):
     help = (
-        "Put back on the queue the confirmation emails still pending after --older-than "
-        "seconds (their publish failed or their message was lost). Safe to run any time: "
-        "a duplicate message never sends a second email."
+        "Deprecated alias of `outbox_relay --once`: publish what the outbox holds now and "
+        "print the counts (exit status 1 if any row failed). The relay process makes a "
+        "schedule unnecessary; --older-than and --limit are accepted and ignored."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=int, default=600, metavar="SECONDS")
-        parser.add_argument("--limit", type=int, default=1000)
+        parser.add_argument("--older-than", type=int, default=0, metavar="SECONDS")
+        parser.add_argument("--limit", type=int, default=0)
 
-    def handle(self, *args, older_than: int, limit: int, **options):
-        def progress(order_id: int, ok: bool) -> None:
-            self.stdout.write(f"order {order_id}: {'queued' if ok else 'FAILED to queue'}")
-
-        result = services.confirmation_sweep(
-            older_than=timedelta(seconds=older_than), limit=limit, progress=progress
-        )
-        line = (
-            f"sweep: {result.found} pending older than {older_than}s, "
-            f"{result.published} queued, {result.failed} failed"
-        )
-        self.stdout.write(self.style.SUCCESS(line) if not result.failed else self.style.ERROR(line))
-        if result.failed:
+    def handle(self, *args, **options):
+        counts = outbox_relay.outbox_relay_once(on_published=services.confirmation_queued_record)
+        line = counts_line(counts)
+        self.stdout.write(self.style.ERROR(line) if counts.failed else self.style.SUCCESS(line))
+        if counts.failed:
             raise SystemExit(1)

@@ -8,8 +8,8 @@ from notifications import services
 class Command(BaseCommand):
     help = (
         "Put the confirmation email of each ORDER_ID back on the queue, also when it was "
-        "already sent; each resend is recorded in the email's history. Exit status 1 if any "
-        "order is unknown or its publish failed (a failed publish is left to the sweep)."
+        "already sent; each resend is recorded in the email's history and its task written "
+        "to the outbox (the relay publishes it). Exit status 1 if any order is unknown."
     )
 
     def add_arguments(self, parser):
@@ -23,16 +23,13 @@ class Command(BaseCommand):
         for order_id in dict.fromkeys(order_ids):
             if order_id in result.missing:
                 state = "no such order (or no confirmation record)"
-            elif order_id in result.failed:
-                state = "FAILED to queue (left pending for the sweep)"
             else:
-                state = "queued"
+                state = "queued (in the outbox)"
             self.stdout.write(f"order {order_id}: {state}")
-        problems = len(result.missing) + len(result.failed)
         line = (
-            f"resend: {result.requested} requested, {len(result.published)} queued, "
-            f"{len(result.failed)} failed, {len(result.missing)} unknown"
+            f"resend: {result.requested} requested, {len(result.queued)} queued, "
+            f"{len(result.missing)} unknown"
         )
-        self.stdout.write(self.style.ERROR(line) if problems else self.style.SUCCESS(line))
-        if problems:
+        self.stdout.write(self.style.ERROR(line) if result.missing else self.style.SUCCESS(line))
+        if result.missing:
             raise SystemExit(1)
