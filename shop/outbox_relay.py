@@ -28,6 +28,7 @@ caller records what it needs (the email history's "queued"). Knows no app.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -39,7 +40,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from shop import aws
@@ -92,15 +94,13 @@ WHERE id IN (
     ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
 ) RETURNING *
 """
-#: SQLite: the same without SKIP LOCKED (one writer at a time anyway: one relay).
-_CLAIM_SQLITE = """
-UPDATE shop_outboxmessage SET claimed_until = %s
-WHERE id IN (
-    SELECT id FROM shop_outboxmessage
-    WHERE (available_at IS NULL OR available_at <= %s)
-    AND (claimed_until IS NULL OR claimed_until < %s)
-    ORDER BY id LIMIT %s
-) RETURNING *
+#: SQLite: the same without SKIP LOCKED (one writer at a time anyway: run one relay). The
+#: due rows are read first, so an idle relay's poll takes no write lock.
+_DUE_SQLITE = """
+SELECT id FROM shop_outboxmessage
+WHERE (available_at IS NULL OR available_at <= %s)
+AND (claimed_until IS NULL OR claimed_until < %s)
+ORDER BY id LIMIT %s
 """
 
 
@@ -108,11 +108,25 @@ def outbox_claim(*, limit: int = CLAIM_LIMIT) -> list[OutboxMessage]:
     """Lease up to ``limit`` due rows, oldest first, in one statement (see the module)."""
     lease = float(settings.OUTBOX_LEASE_SECONDS)
     if connection.vendor == "postgresql":
-        sql, params = _CLAIM_POSTGRESQL, [lease, limit]
-    else:
-        now = timezone.now()
-        sql, params = _CLAIM_SQLITE, [now + timedelta(seconds=lease), now, now, limit]
-    return sorted(OutboxMessage.objects.raw(sql, params), key=lambda row: row.pk)
+        rows = OutboxMessage.objects.raw(_CLAIM_POSTGRESQL, [lease, limit])
+        return sorted(rows, key=lambda row: row.pk)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_DUE_SQLITE, [now, now, limit])
+        ids = [row_id for (row_id,) in cursor.fetchall()]
+    if not ids:
+        return []
+    with transaction.atomic():
+        due = OutboxMessage.objects.filter(pk__in=ids).filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        )
+        rows = list(due.order_by("pk"))
+        due.filter(pk__in=[row.pk for row in rows]).update(
+            claimed_until=now + timedelta(seconds=lease)
+        )
+    for row in rows:
+        row.claimed_until = now + timedelta(seconds=lease)
+    return rows
 
 
 # --- publishing ---------------------------------------------------------------------------
@@ -304,6 +318,10 @@ class _Listener:
     """PostgreSQL: LISTEN on its own connection (autocommit), so waiting holds nothing."""
 
     def __init__(self) -> None:
+        self.conn = self._connect()
+
+    @staticmethod
+    def _connect() -> Any:
         import psycopg
 
         db = connection.settings_dict
@@ -314,17 +332,28 @@ class _Listener:
             "host": db.get("HOST") or None,
             "port": db.get("PORT") or None,
         }
-        self.conn = psycopg.connect(
+        conn = psycopg.connect(
             **{k: v for k, v in params.items() if v}, autocommit=True, connect_timeout=10
         )
-        self.conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(f"LISTEN {CHANNEL}")
+        return conn
 
     def wait(self, timeout: float, stop: threading.Event) -> int:
         """Block until a commit notifies (or ``timeout``); how many commits notified."""
-        woke = sum(1 for _ in self.conn.notifies(timeout=timeout, stop_after=1))
-        if woke:
-            woke += sum(1 for _ in self.conn.notifies(timeout=0.001))
-        return woke
+        import psycopg
+
+        try:
+            woke = sum(1 for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+            if woke:
+                woke += sum(1 for _ in self.conn.notifies(timeout=0.001))
+            return woke
+        except psycopg.Error as exc:  # the database restarted: listen again (and look now)
+            logger.warning("outbox relay: LISTEN connection lost (%s); reconnecting", exc)
+            self.conn.close()
+            stop.wait(timeout)
+            with contextlib.suppress(psycopg.Error):  # else the next wait fails, tries again
+                self.conn = self._connect()
+            return 1
 
     def close(self) -> None:
         self.conn.close()
@@ -356,9 +385,16 @@ def outbox_relay_run(
     try:
         while not stop.is_set():
             close_old_connections()
-            rows = outbox_claim()
-            if rows:
-                counts = outbox_publish(rows=rows, on_published=on_published)
+            try:
+                rows = outbox_claim()
+                counts = outbox_publish(rows=rows, on_published=on_published) if rows else None
+            except DatabaseError as exc:  # the database restarting, SQLite's lock...
+                # Rows claimed and not deleted are published again once their lease ends.
+                logger.warning("outbox relay: database error (%s); trying again", exc)
+                connection.close()
+                stop.wait(timeout)
+                continue
+            if counts:
                 total.add(counts)
                 if progress:
                     progress(counts)

@@ -23,14 +23,18 @@ def pending() -> int:
 class Relay(ChildProcess):
     """``manage.py outbox_relay`` against the session's emulator and the test database."""
 
-    def start(self) -> Relay:
-        self.spawn("django", "outbox_relay", "--settings", "shop.settings")
+    def start(self, *, wait: bool = True) -> Relay:
+        self.spawn("manage", "outbox_relay")
+        if wait:
+            self.wait_started()
+        return self
+
+    def wait_started(self) -> None:
         wait_for(
             lambda: "outbox relay started" in self.text(),
             timeout=60,
             what=f"outbox relay up ({self.log})",
         )
-        return self
 
     def terminate(self) -> None:
         import os

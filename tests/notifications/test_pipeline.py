@@ -14,7 +14,9 @@ from django.db import transaction
 from notifications.models import ConfirmationEmail
 from orders import services
 from orders.models import Order
+from shop.models import OutboxMessage
 from tests.conftest import auth, make_product, order_body
+from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, dlq_messages, queue_counts, sent_emails, wait_for
 
 pytestmark = [
@@ -132,8 +134,12 @@ def test_rolled_back_order_publishes_nothing(queues):
         place()
         raise RuntimeError("something after the order failed")
     assert Order.objects.count() == 0
+    assert OutboxMessage.objects.count() == 0
+    assert relay_once().published == 0
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0
-    place()  # the same call, committed, does publish: the check above can fail
+    place()  # the same call, committed, does publish: the checks above can fail
+    assert OutboxMessage.objects.count() == 1
+    assert relay_once().published == 1
     # (visible or in flight: a stopped worker's last long poll may still be open on the server)
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 1
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
-from celery import current_app
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import call_command
-from kombu import pools as kombu_pools
 
 from notifications import services
 from notifications.models import (
@@ -22,7 +21,9 @@ from notifications.models import (
 )
 from orders import services as order_services
 from orders.models import Order
+from shop.models import OutboxMessage
 from tests.conftest import make_product
+from tests.outbox import relay_once
 from tests.pipeline import free_port, queue_counts, sent_emails, wait_for
 
 ADDRESS = order_services.ShippingAddress(
@@ -43,16 +44,6 @@ def _order(email: str = "alice@example.com") -> Order:
 
 def _kinds(order: Order) -> list[str]:
     return [event.kind for event in services.confirmation_history(order_id=order.pk)]
-
-
-def _celery_pools_drop() -> None:
-    """Close and forget Celery's connection and producer pools (as after a fork)."""
-    app = current_app._get_current_object()
-    kombu_pools.reset()  # closes and forgets kombu's process-wide connection/producer pools
-    app._pool = None
-    amqp = app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
 
 
 @pytest.fixture
@@ -110,6 +101,7 @@ def test_resend_from_the_admin_sends_a_sent_email_again_and_records_it(staff, wo
 @pytest.mark.django_db(transaction=True)
 def test_order_page_button_resends_with_csrf_post_only(staff, queues):
     order = _order()
+    relay_once()
     url = f"/admin/orders/order/{order.pk}/resend-confirmation/"
     page = staff.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
     assert url in page and "Resend confirmation email" in page
@@ -120,6 +112,8 @@ def test_order_page_button_resends_with_csrf_post_only(staff, queues):
     assert f"Queued the confirmation email again for order #{order.pk}." in (
         response.content.decode()
     )
+    assert _kinds(order) == ["queued", "resend"]  # the resend's task is in the outbox...
+    assert relay_once().published == 1  # ...until the relay publishes it
     assert _kinds(order) == ["queued", "resend", "queued"]
     # The original message and the resend are both on the queue; the send is idempotent.
     assert queue_counts(django_settings.ORDER_QUEUE_URL)[0] == 2
@@ -159,31 +153,34 @@ def test_resend_command_reports_each_order_and_totals(queues):
     text = out.getvalue()
     assert f"order {order.pk}: queued" in text
     assert "order 999999: no such order" in text
-    assert "resend: 2 requested, 1 queued, 0 failed, 1 unknown" in text
+    assert "resend: 2 requested, 1 queued, 1 unknown" in text
+    # The order's own row and the resend's: both published by the relay.
+    assert OutboxMessage.objects.filter(payload__kwargs__order_id=order.pk).count() == 2
+    assert relay_once().published == 2
     assert ConfirmationEmail.objects.get(order=order).queued_at is not None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_resend_while_sqs_is_down_leaves_the_email_pending_for_the_sweep(queues, monkeypatch):
+def test_resend_while_sqs_is_down_is_published_once_sqs_is_back(queues, settings):
+    """Replaces the old "left pending for the sweep": a resend makes no SQS call at all; its
+    row waits in the outbox while SQS is down and is published once it is back."""
     order = _order()
+    relay_once()
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # SQS unreachable
     out = io.StringIO()
-    # kombu's SQS client follows boto3's own variable: point it at a closed port.
-    # Celery's connection and producer pools are dropped
-    # before and after, so that the publish connects anew to the endpoint of the moment.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    _celery_pools_drop()
-    try:
-        with pytest.raises(SystemExit):
-            call_command("resend_confirmation", str(order.pk), stdout=out)
-    finally:
-        monkeypatch.undo()
-        _celery_pools_drop()
-    assert "FAILED to queue" in out.getvalue()
+    call_command("resend_confirmation", str(order.pk), stdout=out)
+    assert "resend: 1 requested, 1 queued, 0 unknown" in out.getvalue()
+    counts = relay_once()
+    assert (counts.published, counts.failed) == (0, 1)
     record = ConfirmationEmail.objects.get(order=order)
     assert record.status == EmailStatus.PENDING
-    assert record.queued_at is None  # the sweep's criterion
-    # ...and publishing works again afterwards.
-    assert services.confirmation_publish(order_id=order.pk) is True
+    [row] = OutboxMessage.objects.all()
+    assert row.attempts == 1 and row.last_error
+    settings.AWS_ENDPOINT_URL = os.environ["AWS_ENDPOINT_URL"]  # back
+    OutboxMessage.objects.update(available_at=None)  # its back-off is over
+    assert relay_once().published == 1
+    assert queue_counts(django_settings.ORDER_QUEUE_URL)[0] == 2
+    assert _kinds(order) == ["queued", "resend", "queued"]
 
 
 @pytest.mark.django_db
@@ -201,6 +198,6 @@ def test_a_suppressed_address_is_not_sent_to(settings):
     assert "bounce" in record.last_error
     assert len(sent_emails()) == before
     assert mail.outbox == []
-    assert _kinds(order) == ["queued", "suppressed"]
+    assert _kinds(order) == ["suppressed"]  # never relayed: no "queued" entry
     # A later delivery of the same message does nothing more.
     assert services.confirmation_send(order_id=order.pk).outcome == "skipped"

@@ -1,4 +1,8 @@
-"""Guarantee 1: no order without its email, even when SQS is down at commit time."""
+"""Guarantee 1: no order without its email, even when SQS is down when the order is placed.
+
+The web request makes no SQS call: the order and its outbox row commit together, and the
+relay publishes the row when SQS answers again.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,11 @@ from django.core.management import call_command
 
 from notifications.models import ConfirmationEmail
 from orders.models import Order, Product
+from shop.models import OutboxMessage
+from tests.aws_proxy import AwsProxy
 from tests.conftest import make_product, order_body
 from tests.notifications.test_delivery_guarantees import _subjects_by_order
+from tests.outbox import Relay
 from tests.pipeline import WebServer, free_port, queue_counts, wait_for
 
 pytestmark = [
@@ -22,8 +29,8 @@ pytestmark = [
 
 
 @pytest.fixture
-def web_without_sqs(tmp_path):
-    """The web app with SQS unreachable (a closed port); Cognito's keys still reachable."""
+def web_without_aws(tmp_path):
+    """The web app with AWS unreachable (a closed port); Cognito's keys still reachable."""
     server = WebServer(
         tmp_path / "web.log",
         env={
@@ -35,46 +42,56 @@ def web_without_sqs(tmp_path):
     server.stop()
 
 
-def _sweep(*args: str) -> str:
-    out = io.StringIO()
-    call_command("confirmation_sweep", *args, stdout=out)
-    return out.getvalue()
-
-
 def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
-    web_without_sqs,
-    alice_token,
-    workers,
+    web_without_aws, alice_token, workers, tmp_path
 ):
     make_product(sku="MUG", stock=5)
-    status, body = web_without_sqs.request(
+    status, body = web_without_aws.request(
         "POST", "/api/orders/", order_body(("MUG", 1)), token=alice_token
     )
     assert status == 201, body
     assert body["confirmation_email"]["status"] == "pending"
     order = Order.objects.get(pk=body["id"])
-    notification = ConfirmationEmail.objects.get(order=order)
-    assert notification.status == "pending"
-    assert notification.queued_at is None
-    assert not notification.events.exists()  # the "queued" mark written with the order, taken back
+    assert ConfirmationEmail.objects.get(order=order).status == "pending"
     assert Product.objects.get(sku="MUG").stock == 4
-    assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0
-    assert "could not queue the confirmation of order" in web_without_sqs.log.read_text()
+    [row] = OutboxMessage.objects.all()
+    assert row.payload["kwargs"] == {"order_id": order.pk}
 
-    # SQS is back (this process reaches it); the scheduled sweep re-publishes the order.
+    # A relay whose SQS is down: the row stays, with its error, backing off.
+    with AwsProxy(settings.AWS_ENDPOINT_URL) as proxy:
+        proxy.down("sqs")
+        relay = Relay(
+            tmp_path / "relay-without-sqs.log",
+            env={"AWS_ENDPOINT_URL": proxy.url, "OUTBOX_RETRY_MAX_SECONDS": "1"},
+        ).start()
+        try:
+            wait_for(
+                lambda: OutboxMessage.objects.filter(attempts__gte=2).exists(),
+                timeout=60,
+                what="two failed publishes",
+            )
+            assert OutboxMessage.objects.get().last_error
+            assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0
+            # SQS is back: the same relay publishes the row (and deletes it).
+            proxy.up("sqs")
+            wait_for(
+                lambda: not OutboxMessage.objects.exists(), timeout=30, what="row published"
+            )
+        finally:
+            relay.kill()
+    assert queue_counts(settings.ORDER_QUEUE_URL) == (1, 0)
+    assert ConfirmationEmail.objects.get(order=order).queued_at is not None
     workers(SES_SANDBOX="false")
-    assert "1 queued" in _sweep("--older-than", "0")
     wait_for(
         lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
-        timeout=30,
+        timeout=60,
         what="email sent",
     )
     assert _subjects_by_order("alice@").get(order.pk) == 1
-    # A later sweep finds nothing to do, and the email is not sent again.
-    assert "0 pending" in _sweep("--older-than", "0")
 
 
-def test_sweep_leaves_recent_and_sent_records_alone(queues):
+def test_confirmation_sweep_is_one_relay_pass(queues):
+    """``confirmation_sweep`` (kept for old schedules) publishes what the outbox holds."""
     make_product(sku="MUG", stock=5)
     from orders import services
 
@@ -86,6 +103,12 @@ def test_sweep_leaves_recent_and_sent_records_alone(queues):
         ),
         lines=[services.LineRequest(sku="MUG", quantity=1)],
     )
+    out = io.StringIO()
+    call_command("confirmation_sweep", "--older-than", "600", stdout=out)
+    assert "outbox: 1 published (sqs_task 1), 0 failed" in out.getvalue()
+    assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 1
     assert ConfirmationEmail.objects.get(order=order).queued_at is not None
-    assert "0 pending" in _sweep("--older-than", "600")
+    out = io.StringIO()
+    call_command("confirmation_sweep", stdout=out)
+    assert "outbox: 0 published (none), 0 failed" in out.getvalue()
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 1
