@@ -1,9 +1,9 @@
 """`OrderPlaced` on SNS: fanned out to subscribed SQS queues of the session's emulator.
 
 The emulator's SNS delivers to subscribed queues during Publish, so a queue can be read
-right after the request's on-commit callbacks ran. Orders are placed through the API with a
-real emulator token; on-commit callbacks are executed (so the confirmation is published
-too: the order queue is drained after each test).
+right after the relay's pass (``tests.outbox.relay_once``) published the order's outbox rows.
+Orders are placed through the API with a real emulator token; the relay publishes the
+confirmation too (the order queue is drained after each test).
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ from django.test.utils import CaptureQueriesContext
 
 from orders import events, services
 from orders.models import Order, OrderLine, Product
-from shop import aws, provisioning
+from shop import aws, outbox, provisioning
+from shop.models import OutboxMessage
 from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
+from tests.aws_proxy import AwsProxy
 from tests.conftest import auth, make_product, order_body
-from tests.pipeline import drain, free_port
+from tests.outbox import relay_once
+from tests.pipeline import drain
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +55,7 @@ EVENT_KEYS = {
 
 @pytest.fixture(autouse=True)
 def _drain_order_queue():
-    """Executed callbacks publish real confirmation tasks: leave no stray one behind."""
+    """The relay publishes real confirmation tasks: leave no stray one behind."""
     yield
     drain(settings.ORDER_QUEUE_URL)
 
@@ -133,9 +136,7 @@ def place(client, body: dict, **headers):
 # --- the message --------------------------------------------------------------------------
 
 
-def test_order_placed_is_fanned_out_to_subscribers(
-    alice, topic, subscribe, settings, django_capture_on_commit_callbacks
-):
+def test_order_placed_is_fanned_out_to_subscribers(alice, topic, subscribe, settings):
     raw_queue = subscribe(topic, raw=True)
     matching_queue = subscribe(topic, raw=False, filter_policy={"event_type": ["OrderPlaced"]})
     other_queue = subscribe(topic, raw=True, filter_policy={"event_type": ["OrderCancelled"]})
@@ -143,10 +144,11 @@ def test_order_placed_is_fanned_out_to_subscribers(
     make_product(sku="MUG", price="12.50", stock=10)
     make_product(sku="TEA", price="3.10", stock=10)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = place(alice, order_body(("MUG", 2), ("TEA", 3), **ADDRESS))
+    response = place(alice, order_body(("MUG", 2), ("TEA", 3), **ADDRESS))
     assert response.status_code == 201, response.json()
     order = Order.objects.get(pk=response.json()["id"])
+    assert received(raw_queue) == []  # in the outbox until the relay publishes it
+    assert relay_once().by_kind == {"sns_event": 1, "sqs_task": 1}
 
     [raw] = received(raw_queue)
     event = json.loads(raw["Body"])
@@ -239,7 +241,7 @@ def test_order_placed_event_is_pure_and_converts_to_utc():
 
 
 def test_fifo_topic_gets_a_group_per_order_and_the_event_id_as_deduplication_id(
-    alice, subscribe, settings, django_capture_on_commit_callbacks
+    alice, subscribe, settings
 ):
     topic = aws.client("sns").create_topic(
         Name=f"order-events-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoTopic": "true"}
@@ -248,9 +250,9 @@ def test_fifo_topic_gets_a_group_per_order_and_the_event_id_as_deduplication_id(
         queue = subscribe(topic, raw=True, fifo=True)
         settings.ORDER_EVENTS_TOPIC_ARN = topic
         make_product(sku="MUG", stock=10)
-        with django_capture_on_commit_callbacks(execute=True):
-            response = place(alice, order_body(("MUG", 1)))
+        response = place(alice, order_body(("MUG", 1)))
         assert response.status_code == 201
+        relay_once()
         [message] = received(queue)
         event = json.loads(message["Body"])
         assert event["order_id"] == response.json()["id"]
@@ -263,51 +265,46 @@ def test_fifo_topic_gets_a_group_per_order_and_the_event_id_as_deduplication_id(
 # --- when nothing is published ------------------------------------------------------------
 
 
-def test_nothing_is_published_when_the_setting_is_unset(
-    alice, settings, caplog, django_capture_on_commit_callbacks
-):
+def test_nothing_is_published_when_the_setting_is_unset(alice, settings, caplog):
     assert settings.ORDER_EVENTS_TOPIC_ARN == ""  # the default
     make_product(sku="MUG", stock=10)
     before = sns_publish_counts()
-    with (
-        caplog.at_level(logging.DEBUG, logger="orders.events"),
-        django_capture_on_commit_callbacks(execute=True) as callbacks,
-    ):
+    with caplog.at_level(logging.DEBUG, logger="orders.events"):
         response = place(alice, order_body(("MUG", 1)))
     assert response.status_code == 201
-    assert callbacks  # the confirmation's publish ran
+    assert list(OutboxMessage.objects.values_list("kind", flat=True)) == ["sqs_task"]
+    assert relay_once().by_kind == {"sqs_task": 1}  # the confirmation only
     # No SNS publish to any topic of the emulator, and the module was not even called.
     assert sns_publish_counts() == before
     assert not [r for r in caplog.records if r.name == "orders.events"]
 
 
-def test_a_refused_order_publishes_nothing(
-    alice, topic, subscribe, settings, django_capture_on_commit_callbacks
-):
+def test_a_refused_order_publishes_nothing(alice, topic, subscribe, settings):
     queue = subscribe(topic, raw=True)
     settings.ORDER_EVENTS_TOPIC_ARN = topic
     make_product(sku="MUG", stock=1)
-    with django_capture_on_commit_callbacks(execute=True):
-        response = place(alice, order_body(("MUG", 5)))
+    response = place(alice, order_body(("MUG", 5)))
     assert response.status_code == 409
+    assert OutboxMessage.objects.count() == 0
+    assert relay_once().claimed == 0
     assert received(queue) == []
     assert sns_publish_counts().get(topic) == 0
     assert Order.objects.count() == 0
 
 
 def test_an_idempotent_replay_does_not_publish_again(
-    api_client, alice_token, topic, subscribe, settings, django_capture_on_commit_callbacks
+    api_client, alice_token, topic, subscribe, settings
 ):
     queue = subscribe(topic, raw=True)
     settings.ORDER_EVENTS_TOPIC_ARN = topic
     make_product(sku="MUG", stock=10)
     headers = auth(alice_token) | {"HTTP_IDEMPOTENCY_KEY": "events-key-1"}
-    with django_capture_on_commit_callbacks(execute=True):
-        first = place(api_client, order_body(("MUG", 2)), **headers)
-    with django_capture_on_commit_callbacks(execute=True):
-        again = place(api_client, order_body(("MUG", 2)), **headers)
+    first = place(api_client, order_body(("MUG", 2)), **headers)
+    relay_once()
+    again = place(api_client, order_body(("MUG", 2)), **headers)
     assert first.status_code == again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
+    assert relay_once().claimed == 0  # the replay wrote nothing
     [message] = received(queue)
     assert json.loads(message["Body"])["order_id"] == first.json()["id"]
     assert sns_publish_counts()[topic] == 1
@@ -316,36 +313,44 @@ def test_an_idempotent_replay_does_not_publish_again(
 # --- SNS down -----------------------------------------------------------------------------
 
 
-def test_sns_outage_still_places_the_order_and_logs_the_lost_event(
-    alice, topic, subscribe, settings, caplog, django_capture_on_commit_callbacks
+def test_sns_down_when_the_order_is_placed_delivers_the_event_once_sns_is_back(
+    alice, topic, subscribe, settings
 ):
+    """Replaces "the event is lost": at least once now. SNS unreachable when the order is
+    placed -> 201 at once (no SNS call in the request) -> the relay cannot publish it (the row
+    stays, backing off, the confirmation goes out meanwhile) -> SNS back -> the subscribed
+    queue receives the event exactly once."""
     queue = subscribe(topic, raw=True)
     settings.ORDER_EVENTS_TOPIC_ARN = topic
     make_product(sku="MUG", stock=10)
-    # SNS unreachable: a closed port (shop.aws builds a new client for the new endpoint).
-    # Cognito's keys stay reachable (COGNITO_JWKS_URL), and Celery's producer follows the
-    # process environment, so only the SNS publish sees the outage.
     emulator = settings.AWS_ENDPOINT_URL
-    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
-    with (
-        caplog.at_level(logging.INFO, logger="orders.events"),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with AwsProxy(emulator) as proxy:
+        settings.AWS_ENDPOINT_URL = proxy.url
+        proxy.down("sns")
         response = place(alice, order_body(("MUG", 3)))
+        assert response.status_code == 201, response.json()
+        assert proxy.calls() == {}  # the request called no AWS service at all
+        order_id = response.json()["id"]
+        assert Product.objects.get(sku="MUG").stock == 7
 
-    assert response.status_code == 201, response.json()
-    order_id = response.json()["id"]
-    assert Order.objects.filter(pk=order_id).exists()
-    assert Product.objects.get(sku="MUG").stock == 7
-    [lost] = [r for r in caplog.records if r.name == "orders.events"]
-    assert lost.levelno == logging.ERROR
-    assert lost.getMessage().startswith("order event lost")
-    assert f"order={order_id}" in lost.getMessage()
-    assert lost.exc_info is not None  # the cause is in the log, with its traceback
-    # The event never reached the topic (and nothing publishes it later).
+        counts = relay_once()
+        assert counts.by_kind == {"sqs_task": 1}  # the email is not held back by SNS
+        [row] = OutboxMessage.objects.all()
+        assert row.kind == "sns_event" and row.attempts == 1 and row.last_error
+        assert row.payload["message"]["order_id"] == order_id
+        assert sns_publish_counts()[topic] == 0
+
+        proxy.up("sns")
+        OutboxMessage.objects.update(available_at=None)  # its back-off is over
+        assert relay_once().by_kind == {"sns_event": 1}
+        assert relay_once().claimed == 0
     settings.AWS_ENDPOINT_URL = emulator
+    [message] = received(queue)
+    event = json.loads(message["Body"])
+    assert event["order_id"] == order_id
+    assert event["event_id"] == row.payload["message"]["event_id"]
     assert received(queue) == []
-    assert sns_publish_counts()[topic] == 0
+    assert sns_publish_counts()[topic] == 1
 
 
 # --- cost ---------------------------------------------------------------------------------
@@ -363,21 +368,13 @@ def _queries_of_one_placement() -> int:
     return len(queries)
 
 
-def test_the_event_adds_no_query_to_order_placement(
-    topic, settings, django_capture_on_commit_callbacks
-):
-    # Callbacks are captured, not run, so only placement itself is counted.
-    with django_capture_on_commit_callbacks() as without_callbacks:
-        without = _queries_of_one_placement()
+def test_the_event_adds_one_insert_to_order_placement(topic, settings):
+    without = _queries_of_one_placement()
     settings.ORDER_EVENTS_TOPIC_ARN = topic
-    with django_capture_on_commit_callbacks() as with_callbacks:
-        with_events = _queries_of_one_placement()
-    assert with_events == without
-    assert len(with_callbacks) == len(without_callbacks) + 1
-    # Running the publish queries nothing either: the event is built from memory.
-    with CaptureQueriesContext(connection) as queries:
-        with_callbacks[-1]()
-    assert len(queries) == 0
+    with_events = _queries_of_one_placement()
+    assert with_events == without + 1  # its outbox row, in the order's transaction
+    # The relay publishes it without reading anything else: the event was built from memory.
+    assert relay_once().by_kind == {"sns_event": 1, "sqs_task": 2}
     assert sns_publish_counts()[topic] == 1
 
 
@@ -408,10 +405,13 @@ def test_provisioning_creates_the_topic_and_a_demo_subscriber_once():
         assert len(subscriptions) == 1
 
         for event_type in ("OrderPlaced", "SomethingElse"):
-            events.event_publish(
+            outbox.outbox_event_add(
                 topic_arn=first.order_events_topic_arn,
-                event={"event_type": event_type, "order_id": 1, "event_id": "x"},
+                message={"event_type": event_type, "order_id": 1, "event_id": "x"},
+                attributes={"event_type": event_type},
+                deduplication_id="x",
             )
+        assert relay_once().by_kind == {"sns_event": 2}
         [message] = received(first.order_events_queue_url)
         assert json.loads(message["Body"])["event_type"] == "OrderPlaced"  # raw, filtered
     finally:
