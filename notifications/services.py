@@ -74,6 +74,11 @@ def confirmation_request(*, order: Order) -> ConfirmationEmail:
     """
     notification = ConfirmationEmail.objects.create(order=order, status=EmailStatus.PENDING)
     _task_add(order_id=order.pk)
+    logger.info(
+        "recorded confirmation email for order %s (its task in the outbox)",
+        order.pk,
+        extra={"order_id": order.pk},
+    )
     return notification
 
 

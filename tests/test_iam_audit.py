@@ -5,8 +5,10 @@ Each service's processes run with ``AWS_ENDPOINT_URL`` pointed at a counting pro
 of the session's emulator (``bench/aws_counter.py``: it sees boto3's calls and kombu's own
 pycurl polls alike) while they do everything their service does:
 
-- public API: a real gunicorn (``SHOP_SERVICE=api``) places an order (the confirmation task,
-  the OrderPlaced event) and is scraped;
+- public API: a real gunicorn (``SHOP_SERVICE=api``) places an order and is scraped: no AWS
+  call at all (the confirmation task and the OrderPlaced event go to the outbox);
+- outbox relay: a real ``manage.py outbox_relay`` publishes them (and the resend's, and the
+  refused order's task) while the admin and the worker do their part;
 - admin: the operators' commands, which run the same services as the admin's pages (queue
   health, DLQ list, redrive selected and all, delete, resend, ses_verify), and a real
   gunicorn (``SHOP_SERVICE=admin``) scraped for its queue gauges;
@@ -35,7 +37,9 @@ from bench.aws_counter import AwsCounter
 from notifications.models import ConfirmationEmail, EmailStatus
 from orders.models import Order
 from shop import aws, provisioning
+from shop.models import OutboxMessage
 from tests.conftest import emulator_token, make_product, order_body
+from tests.outbox import Relay
 from tests.pipeline import ROOT, WebServer, Worker, database_url, dead_letter, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.worker]
@@ -45,6 +49,7 @@ BATCH = {
     "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
     "DeleteMessageBatch": "DeleteMessage",
     "SendMessageBatch": "SendMessage",
+    "PublishBatch": "Publish",  # SNS authorizes PublishBatch as sns:Publish
 }
 
 
@@ -129,6 +134,11 @@ def test_each_service_calls_exactly_what_its_policy_grants(
         calls["api"] = iam_actions(counter.calls())
     sent_order = Order.objects.get(pk=body["id"])
 
+    # --- the outbox relay, until the end ----------------------------------------------------
+    relay_counter = AwsCounter(settings.AWS_ENDPOINT_URL).__enter__()
+    relay = Relay(tmp_path / "relay.log", {"AWS_ENDPOINT_URL": relay_counter.url}).start()
+    wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="outbox published")
+
     # --- the admin (no worker runs: the DLQ keeps what is put there) ------------------------
     with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
         admin = WebServer(
@@ -184,9 +194,14 @@ def test_each_service_calls_exactly_what_its_policy_grants(
         finally:
             worker.stop()
         calls["worker"] = iam_actions(counter.calls())
+    wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="outbox published")
+    relay.stop()
+    relay_counter.__exit__(None, None, None)
+    calls["relay"] = iam_actions(relay_counter.calls())
 
     granted = {
-        "api": policy_actions("ApiPolicy", "OrderEventsPublisherPolicy"),
+        "api": set(),  # no policy: the public API makes no AWS call
+        "relay": policy_actions("RelayPolicy", "OrderEventsPublisherPolicy"),
         "admin": policy_actions("AdminPolicy"),
         "worker": policy_actions("WorkerPolicy"),
     }

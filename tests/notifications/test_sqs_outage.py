@@ -74,9 +74,7 @@ def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
             assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0
             # SQS is back: the same relay publishes the row (and deletes it).
             proxy.up("sqs")
-            wait_for(
-                lambda: not OutboxMessage.objects.exists(), timeout=30, what="row published"
-            )
+            wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="row published")
         finally:
             relay.kill()
     assert queue_counts(settings.ORDER_QUEUE_URL) == (1, 0)
