@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,8 +287,11 @@ def child_run(stack: Stack, mode: str, *args: str, **env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def gunicorn_start(stack: Stack, *, name: str, app: list[str], server: Server, **env) -> Child:
-    """gunicorn as the Dockerfile runs it (logging config, tmp dir, access log), on loopback."""
+def gunicorn_start(
+    stack: Stack, *, name: str, app: list[str], server: Server, cwd: Path = ROOT, **env
+) -> Child:
+    """gunicorn as the Dockerfile runs it (logging config, tmp dir, access log), on loopback,
+    with the code of ``cwd`` (this checkout, or ``--before``'s)."""
     port = free_port()
     command = [
         str(BIN / "gunicorn"),
@@ -304,7 +307,7 @@ def gunicorn_start(stack: Stack, *, name: str, app: list[str], server: Server, *
         "-",
         *server.args(),
     ]
-    child = stack.spawn(name, command, **env)
+    child = stack.spawn(name, command, cwd=cwd, **env)
     child.url = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(f"{child.url}/healthz"), timeout=60, what=f"{name} to answer")
     wait_for(
@@ -420,8 +423,13 @@ def run(
     server: Server = SERVER,
     profile: tuple[str, ...] = (),
     sql: bool = True,
+    before: Path | None = None,
+    dimensions: Size | None = None,
 ) -> list[Figure]:
-    dimensions = SIZES[size]
+    """Figures 1, 2, 7 and 8. ``before``: another checkout (say the commit before a change),
+    served by a second shop gunicorn beside this one, whose rungs b-h (b', c', ...) are
+    measured in the same interleaved run, each right after this checkout's."""
+    dimensions = dimensions or SIZES[size]
     wrk_path()
     profiler = Profiler(enabled=bool(profile), log_dir=log_dir)
     wrk_log = log_dir / "wrk.log"
@@ -445,18 +453,44 @@ def run(
         metrics_dir = log_dir / "prometheus-web"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
+        shop_env = {
+            # Production settings with the decomposition views (bench/web_settings.py).
+            "DJANGO_SETTINGS_MODULE": "bench.web_settings",
+            "ORDER_PLACEMENT_RATE": "1000000/s",
+            "ANONYMOUS_REQUEST_RATE": "1000000/s",
+        }
         web = gunicorn_start(
             stack,
             name="gunicorn-shop",
             app=["shop.wsgi"],
             server=server,
-            # Production settings with the decomposition views (bench/web_settings.py).
-            DJANGO_SETTINGS_MODULE="bench.web_settings",
-            ORDER_PLACEMENT_RATE="1000000/s",
-            ANONYMOUS_REQUEST_RATE="1000000/s",
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+            **shop_env,
         )
         rungs = rungs_of(bare_url=bare.url, shop_url=web.url, tokens=token_file, skus=sku_file)
+        if before is not None:
+            old = gunicorn_start(
+                stack,
+                name="gunicorn-shop-before",
+                app=["shop.wsgi"],
+                server=server,
+                cwd=before,
+                PROMETHEUS_MULTIPROC_DIR=str(log_dir / "prometheus-web-before"),
+                **shop_env,
+            )
+            cleanup.callback(old.stop)
+            paired = rungs_of(bare_url=bare.url, shop_url=old.url, tokens=token_file, skus=sku_file)
+            rungs = [
+                rungs[0],
+                *[
+                    rung
+                    for mine, theirs in zip(rungs[1:], paired[1:], strict=True)
+                    for rung in (
+                        mine,
+                        replace(theirs, label=f"{theirs.letter}' {theirs.label[2:]}"),
+                    )
+                ],
+            ]
         loads = interleaved(rungs, dimensions=dimensions, log=wrk_log)
         worker = children_pids(web.pid)[0]
         seconds = dimensions.rounds * dimensions.slice
@@ -590,11 +624,15 @@ def request_figures(
                     rung.label,
                 )
             )
-    me, order = loads[1], loads[2]
-    c_b = order.rps / me.rps
+    by_letter = {rung.letter: measured for rung, measured in zip(rungs, loads, strict=True)}
+    c_b = by_letter["c"].rps / by_letter["b"].rps
     bad = sum(measured.bad for measured in loads)
+    figures.append(Figure(group, "ratio c/b", round(c_b, 3), "", ">= 0.30", c_b >= 0.30))
+    if "b'" in by_letter:  # --before
+        figures.append(
+            Figure(group, "ratio c'/b'", round(by_letter["c'"].rps / by_letter["b'"].rps, 3))
+        )
     figures += [
-        Figure(group, "ratio c/b", round(c_b, 3), "", ">= 0.30", c_b >= 0.30),
         Figure(
             group,
             "non-2xx responses and socket errors",
@@ -792,6 +830,14 @@ def main() -> int:
         help="py-spy of one worker during each rung named (letters; default b,c)",
     )
     parser.add_argument("--log-dir", type=Path)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (the code before a change): its rungs b'-h' in the same run",
+    )
+    parser.add_argument("--rounds", type=int, help="slices per rung (default: the size's)")
+    parser.add_argument("--slice", type=float, help="seconds per slice (default: the size's)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per rung")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("child_args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -810,6 +856,15 @@ def main() -> int:
             log_dir=log_dir / server.label.replace(" ", "-"),
             server=server,
             profile=tuple(letter for letter in options.profile.split(",") if letter),
+            before=options.before.resolve() if options.before else None,
+            dimensions=replace(
+                SIZES[options.size],
+                **{
+                    name: value
+                    for name in ("rounds", "slice", "warmup")
+                    if (value := getattr(options, name)) is not None
+                },
+            ),
             sql=not options.compare,
         )
         print(f"\n{server.label} ({time.monotonic() - started:.0f} s, logs in {log_dir})")
