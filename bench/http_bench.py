@@ -158,6 +158,7 @@ class Load:
     non2xx: int = 0
     codes: Counter[str] = field(default_factory=Counter)
     socket_errors: int = 0
+    cpu_seconds: float = 0.0  # on-CPU time of the server's workers meanwhile
 
     @classmethod
     def from_wrk(cls, data: dict) -> Load:
@@ -180,6 +181,7 @@ class Load:
             total.non2xx += part.non2xx
             total.codes.update(part.codes)
             total.socket_errors += part.socket_errors
+            total.cpu_seconds += part.cpu_seconds
         return total
 
     @property
@@ -204,6 +206,12 @@ class Load:
         return self.percentile_ms(99)
 
     @property
+    def cpu_ms(self) -> float:
+        """Workers' CPU per request: what a request costs the server, which other load on
+        the machine moves far less than it moves throughput."""
+        return self.cpu_seconds * 1000 / self.requests if self.requests else float("nan")
+
+    @property
     def bad(self) -> int:
         return self.non2xx + self.socket_errors
 
@@ -214,6 +222,7 @@ class Rung:
     url: str
     script: str
     args: tuple[str, ...] = ()
+    server: int = 0  # the gunicorn master's pid (its workers' CPU is counted)
 
     @property
     def letter(self) -> str:
@@ -467,7 +476,7 @@ def run(
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
             **shop_env,
         )
-        rungs = rungs_of(bare_url=bare.url, shop_url=web.url, tokens=token_file, skus=sku_file)
+        rungs = rungs_of(bare=bare, shop=web, tokens=token_file, skus=sku_file)
         if before is not None:
             old = gunicorn_start(
                 stack,
@@ -479,7 +488,7 @@ def run(
                 **shop_env,
             )
             cleanup.callback(old.stop)
-            paired = rungs_of(bare_url=bare.url, shop_url=old.url, tokens=token_file, skus=sku_file)
+            paired = rungs_of(bare=bare, shop=old, tokens=token_file, skus=sku_file)
             rungs = [
                 rungs[0],
                 *[
@@ -539,19 +548,42 @@ def run(
     return figures
 
 
-def rungs_of(*, bare_url: str, shop_url: str, tokens: Path, skus: Path) -> list[Rung]:
+def rungs_of(*, bare: Child, shop: Child, tokens: Path, skus: Path) -> list[Rung]:
     """Rungs a-c (issue 6) and the decomposition d-h (issue 15), in the order measured."""
-    token = (str(tokens),)
+    token = str(tokens)
+
+    def on_shop(label: str, script: str, *args: str) -> Rung:
+        return Rung(label, shop.url, script, args, server=shop.pid)
+
     return [
-        Rung("a bare WSGI", bare_url, "ok.lua"),
-        Rung("b GET /api/me/", shop_url, "me.lua", token),
-        Rung("c POST /api/orders/ 3 lines", shop_url, "order.lua", (*token, str(skus))),
-        Rung("d Django view, all middleware", shop_url, "get.lua", ("/bench/django/",)),
-        Rung("e DRF view, no auth", shop_url, "get.lua", ("/api/bench/drf/",)),
-        Rung("f DRF view, Cognito auth", shop_url, "get.lua", ("/api/bench/drf-cognito/", *token)),
-        Rung("g /healthz", shop_url, "get.lua", ("/healthz",)),
-        Rung("h GET /api/products/", shop_url, "get.lua", ("/api/products/",)),
+        Rung("a bare WSGI", bare.url, "ok.lua", server=bare.pid),
+        on_shop("b GET /api/me/", "me.lua", token),
+        on_shop("c POST /api/orders/ 3 lines", "order.lua", token, str(skus)),
+        on_shop("d Django view, all middleware", "get.lua", "/bench/django/"),
+        on_shop("e DRF view, no auth", "get.lua", "/api/bench/drf/"),
+        on_shop("f DRF view, Cognito auth", "get.lua", "/api/bench/drf-cognito/", token),
+        on_shop("g /healthz", "get.lua", "/healthz"),
+        on_shop("h GET /api/products/", "get.lua", "/api/products/"),
     ]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Time the processes' threads have spent on a CPU (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[0])
+    return total / 1e9
+
+
+def measured_slice(rung: Rung, *, seconds: float, connections: int, log: Path) -> Load:
+    """One wrk run, with the CPU the rung's server workers spent meanwhile."""
+    workers = children_pids(rung.server) if rung.server else []
+    before = cpu_seconds(workers)
+    load = wrk_load(rung=rung, seconds=seconds, connections=connections, log=log)
+    load.cpu_seconds = cpu_seconds(workers) - before
+    return load
 
 
 #: Slices of a rung taken again at most, when one completed no request (``interleaved``).
@@ -576,12 +608,12 @@ def interleaved(rungs: list[Rung], *, dimensions: Size, log: Path) -> list[Load]
     slices: dict[Rung, list[Load]] = {rung: [] for rung in rungs}
     for number in range(dimensions.rounds):
         for rung in rungs if number % 2 == 0 else rungs[::-1]:
-            slices[rung].append(wrk_load(rung=rung, seconds=dimensions.slice, **options))
+            slices[rung].append(measured_slice(rung, seconds=dimensions.slice, **options))
     for rung in rungs:
         for _ in range(EMPTY_SLICE_RETRIES):
             if any(part.requests for part in slices[rung]):
                 break
-            slices[rung].append(wrk_load(rung=rung, seconds=dimensions.slice, **options))
+            slices[rung].append(measured_slice(rung, seconds=dimensions.slice, **options))
     return [Load.merged(slices[rung]) for rung in rungs]
 
 
@@ -604,6 +636,13 @@ def request_figures(
                 note=f"{server.label}; {measured.requests} requests in {measured.seconds:.0f} s",
             ),
             Figure(group, f"{rung.label}: p50", round(measured.p50_ms, 2), "ms"),
+            Figure(
+                group,
+                f"{rung.label}: worker CPU per request",
+                round(measured.cpu_ms, 3),
+                "ms",
+                note="on-CPU time of the server's workers over the slices / requests",
+            ),
             Figure(
                 group,
                 f"{rung.label}: p99",
@@ -810,14 +849,15 @@ def sql_figures(counts: dict) -> list[Figure]:
 def decomposition(figures: list[Figure]) -> str:
     """Rung by rung, one line each: req/s, p50, p99 and the ratio to a (also rows above)."""
     rows = {f.name: f.value for f in figures if f.group == "1 requests"}
-    lines = [f"{'rung':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/a':>6}"]
+    lines = [f"{'rung':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/a':>6} {'CPU ms':>7}"]
     for name in rows:
         if name.endswith(": throughput"):
             label = name.removesuffix(": throughput")
             ratio = rows.get(f"ratio {label.split()[0]}/a", 1.0)
             lines.append(
                 f"{label:<34} {rows[name]:>8} {rows[f'{label}: p50']:>7} "
-                f"{rows[f'{label}: p99']:>7} {ratio:>6}"
+                f"{rows[f'{label}: p99']:>7} {ratio:>6} "
+                f"{rows[f'{label}: worker CPU per request']:>7}"
             )
     return "\n".join(lines)
 
