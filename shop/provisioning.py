@@ -24,6 +24,9 @@ class Plan:
 
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    #: Service name ("sqs", "ses"...) -> endpoint, over ``endpoint_url`` (boto3's
+    #: ``AWS_ENDPOINT_URL_<SERVICE>`` convention).
+    endpoint_urls: dict[str, str] = field(default_factory=dict)
     queue_name: str = "shop-orders"
     max_receive_count: int = 3
     visibility_timeout: int = 30
@@ -64,7 +67,8 @@ def provision(plan: Plan) -> Result:
     session = boto3.session.Session()
 
     def client(name: str) -> Any:
-        return session.client(name, region_name=plan.region, endpoint_url=plan.endpoint_url)
+        endpoint = plan.endpoint_urls.get(name) or plan.endpoint_url
+        return session.client(name, region_name=plan.region, endpoint_url=endpoint or None)
 
     created: list[str] = []
     queue_url, dlq_url = queues_provision(client("sqs"), plan, created)

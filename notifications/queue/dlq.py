@@ -25,6 +25,7 @@ from notifications.queue.pair import (
     queue_pair,
     sqs,
 )
+from shop import aws
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def dlq_delete(
 
 def dlq_move_task_available() -> bool:
     """False once this process found that the endpoint has no StartMessageMoveTask."""
-    return settings.AWS_ENDPOINT_URL not in _move_task_unsupported
+    return aws.endpoint_url("sqs") not in _move_task_unsupported
 
 
 def _no_retry(**kwargs: Any) -> bool:
@@ -311,7 +312,7 @@ def dlq_move_task_start() -> str | None:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         code = exc.response.get("Error", {}).get("Code", "")
         if status >= 500 or code in _UNSUPPORTED_CODES:
-            _move_task_unsupported.add(settings.AWS_ENDPOINT_URL)
+            _move_task_unsupported.add(aws.endpoint_url("sqs"))
         logger.warning(
             "StartMessageMoveTask not available (%s): moving the messages one by one",
             describe(exc),

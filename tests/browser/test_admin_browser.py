@@ -7,9 +7,6 @@ dead-letter queue are the session emulator's, checked with boto3 behind the brow
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,6 +16,7 @@ from selenium.webdriver.support.ui import Select
 from notifications.models import ConfirmationEmail, EmailStatus
 from orders import services
 from orders.models import Order, Product
+from shop.sqs_envelope import envelope_decode
 from tests.conftest import make_product
 from tests.pipeline import DLQ_URL, queue_counts, sqs, wait_for
 
@@ -60,10 +58,9 @@ def _fail(order: Order) -> None:
 
 def _order_id(body: str) -> int:
     """The order id of a confirmation task, from an SQS body as kombu's transport encodes it."""
-    envelope = json.loads(base64.b64decode(body))
-    args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-    assert envelope["headers"]["task"] == settings.CONFIRMATION_TASK_NAME
-    return kwargs["order_id"] if "order_id" in kwargs else args[0]
+    envelope = envelope_decode(body)
+    assert envelope.task_name == settings.CONFIRMATION_TASK_NAME
+    return envelope.kwargs["order_id"] if "order_id" in envelope.kwargs else envelope.args[0]
 
 
 def _receive(queue_url: str, **options) -> list[dict]:

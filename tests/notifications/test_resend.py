@@ -167,10 +167,10 @@ def test_resend_command_reports_each_order_and_totals(queues):
 def test_resend_while_sqs_is_down_leaves_the_email_pending_for_the_sweep(queues, monkeypatch):
     order = _order()
     out = io.StringIO()
-    # kombu's SQS client follows boto3's own variable: point it at a closed port.
-    # Celery's connection and producer pools are dropped
-    # before and after, so that the publish connects anew to the endpoint of the moment.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    # kombu's SQS client follows the broker URL (the host and port of AWS_ENDPOINT_URL_SQS or
+    # AWS_ENDPOINT_URL, settings): point it at a closed port. Celery's connection and producer
+    # pools are dropped before and after, so that the publish connects anew to it.
+    monkeypatch.setitem(current_app.conf, "broker_url", f"sqs://127.0.0.1:{free_port()}")
     _celery_pools_drop()
     try:
         with pytest.raises(SystemExit):

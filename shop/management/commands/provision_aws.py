@@ -5,7 +5,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from shop import provisioning
+from shop import aws, provisioning
 
 
 class Command(BaseCommand):
@@ -32,15 +32,19 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        if not settings.AWS_ENDPOINT_URL and not options["allow_aws"]:
+        services = ["sqs", "cognito-idp", "ses"] + (["sns"] if options["order_events"] else [])
+        on_aws = [service for service in services if not aws.endpoint_url(service)]
+        if on_aws and not options["allow_aws"]:
             raise CommandError(
-                "AWS_ENDPOINT_URL is not set, so this would create resources in a real AWS "
+                f"No endpoint for {', '.join(on_aws)} (AWS_ENDPOINT_URL, or "
+                "AWS_ENDPOINT_URL_<SERVICE>), so this would create resources in a real AWS "
                 "account. Use the CloudFormation template, or pass --allow-aws."
             )
         queue_name = urlparse(settings.ORDER_QUEUE_URL).path.rstrip("/").rsplit("/", 1)[-1]
         plan = provisioning.Plan(
             region=settings.AWS_REGION,
             endpoint_url=settings.AWS_ENDPOINT_URL or None,
+            endpoint_urls={service: aws.endpoint_url(service) for service in services},
             queue_name=queue_name or "shop-orders",
             max_receive_count=options["max_receive_count"],
             visibility_timeout=options["visibility_timeout"],
