@@ -78,12 +78,14 @@ def http_ok(url: str) -> bool:
 class Child:
     """A process of the stack, in its own process group, logging to a file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path = ROOT
+    ):
         self.name = name
         self.log = log_dir / f"{name}.log"
         self.process = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -207,8 +209,8 @@ class Stack:
             text=True,
         ).stdout
 
-    def spawn(self, name: str, args: list[str], **env: str) -> Child:
-        child = Child(name, args, {**self.env, **env}, self.log_dir)
+    def spawn(self, name: str, args: list[str], cwd: Path = ROOT, **env: str) -> Child:
+        child = Child(name, args, {**self.env, **env}, self.log_dir, cwd=cwd)
         self.children.append(child)
         return child
 

@@ -437,7 +437,11 @@ WORKER_METRICS_ADDR = env.str(
 # standard chain (environment or IAM role). The endpoint: AWS_ENDPOINT_URL_SQS, else
 # AWS_ENDPOINT_URL, named in the broker URL (kombu's SQS transport builds its clients' endpoint
 # from the URL's host and port, and the scheme from ``is_secure``); none: boto3's own default.
-ORDER_QUEUE_NAME = "orders"
+# A FIFO order queue (its URL ends in .fifo, and so must its DLQ's): kombu wants the name of
+# a predefined FIFO queue to end in .fifo too. Messages then carry a MessageGroupId (the order)
+# and a MessageDeduplicationId (shop.sqs_envelope.fifo_fields).
+ORDER_QUEUE_FIFO = ORDER_QUEUE_URL.endswith(".fifo")
+ORDER_QUEUE_NAME = "orders.fifo" if ORDER_QUEUE_FIFO else "orders"
 CONFIRMATION_TASK_NAME = "notifications.send_order_confirmation"
 # Seconds to wait before the 1st, 2nd, 3rd... redelivery of a failed confirmation.
 CONFIRMATION_RETRY_DELAYS = [

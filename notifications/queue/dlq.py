@@ -8,6 +8,7 @@ own StartMessageMoveTask where the endpoint has it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from notifications.queue.pair import (
     sqs,
 )
 from shop import aws
+from shop.sqs_envelope import fifo_fields
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class DeadLetter:
     #: ApproximateFirstReceiveTimestamp: the first receive, on the order queue.
     first_received_at: datetime | None
     message_attributes: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: A FIFO queue's MessageGroupId (the order), "" on a standard queue.
+    group_id: str = ""
     receipt_handle: str = field(default="", repr=False)
 
 
@@ -95,6 +99,7 @@ def _receive(url: str, *, count: int, hold: int) -> list[DeadLetter]:
                 sent_at=_timestamp(attributes, "SentTimestamp"),
                 first_received_at=_timestamp(attributes, "ApproximateFirstReceiveTimestamp"),
                 message_attributes=message.get("MessageAttributes") or {},
+                group_id=attributes.get("MessageGroupId", ""),
                 receipt_handle=message["ReceiptHandle"],
             )
         )
@@ -238,6 +243,16 @@ def dlq_redrive(
         request: dict[str, Any] = {"QueueUrl": orders.url, "MessageBody": letter.body}
         if letter.message_attributes:
             request["MessageAttributes"] = letter.message_attributes
+        # FIFO: the same group (the order), and a FRESH deduplication id: the DLQ's copy keeps
+        # the original one, and SQS would drop a copy sent with it within 5 minutes of the
+        # original send as a duplicate (answering success), after which the DLQ delete loses it.
+        request.update(
+            fifo_fields(
+                queue_url=orders.url,
+                group_id=letter.group_id or "default",
+                deduplication_id=uuid.uuid4().hex,
+            )
+        )
         try:
             created.add(sqs().send_message(**request)["MessageId"])
         except ClientError as exc:

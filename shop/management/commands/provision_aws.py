@@ -26,6 +26,12 @@ class Command(BaseCommand):
             "subscribed to its OrderPlaced events; writes ORDER_EVENTS_TOPIC_ARN.",
         )
         parser.add_argument(
+            "--fifo",
+            action="store_true",
+            help="FIFO queues: the order queue <name>.fifo and its DLQ <name>-dlq.fifo (implied "
+            "when ORDER_QUEUE_URL ends in .fifo); writes their ORDER_QUEUE_URL.",
+        )
+        parser.add_argument(
             "--allow-aws",
             action="store_true",
             help="Allow running without AWS_ENDPOINT_URL, i.e. against a real AWS account.",
@@ -46,6 +52,7 @@ class Command(BaseCommand):
             endpoint_url=settings.AWS_ENDPOINT_URL or None,
             endpoint_urls={service: aws.endpoint_url(service) for service in services},
             queue_name=queue_name or "shop-orders",
+            fifo=options["fifo"],
             max_receive_count=options["max_receive_count"],
             visibility_timeout=options["visibility_timeout"],
             sender=settings.DEFAULT_FROM_EMAIL,
