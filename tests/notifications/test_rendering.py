@@ -13,6 +13,7 @@ from typing import Any
 import pybars
 import pytest
 
+from notifications import rendering
 from notifications.rendering import (
     HTML_TEMPLATE,
     TEXT_TEMPLATE,
