@@ -7,9 +7,6 @@ dead-letter queue are the session emulator's, checked with boto3 behind the brow
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,6 +16,7 @@ from selenium.webdriver.support.ui import Select
 from notifications.models import ConfirmationEmail, EmailStatus
 from orders import services
 from orders.models import Order, Product
+from shop.sqs_envelope import envelope_decode
 from tests.conftest import make_product
 from tests.pipeline import DLQ_URL, queue_counts, sqs, wait_for
 
@@ -60,10 +58,9 @@ def _fail(order: Order) -> None:
 
 def _order_id(body: str) -> int:
     """The order id of a confirmation task, from an SQS body as kombu's transport encodes it."""
-    envelope = json.loads(base64.b64decode(body))
-    args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-    assert envelope["headers"]["task"] == settings.CONFIRMATION_TASK_NAME
-    return kwargs["order_id"] if "order_id" in kwargs else args[0]
+    envelope = envelope_decode(body)
+    assert envelope.task_name == settings.CONFIRMATION_TASK_NAME
+    return envelope.kwargs["order_id"] if "order_id" in envelope.kwargs else envelope.args[0]
 
 
 def _receive(queue_url: str, **options) -> list[dict]:
@@ -209,3 +206,36 @@ def test_staff_redrive_a_dead_lettered_confirmation(staff, queues):
     assert _take(settings.ORDER_QUEUE_URL) == [order.pk]
     # The contract's path for the page.
     assert dead_letters == "/admin/notifications/dead-letters/", dead_letters
+
+
+def test_staff_ship_an_order_with_its_tracking_details(staff, queues):
+    browser = staff
+    order = _order("sam@example.com")
+    Order.objects.filter(pk=order.pk).update(status="confirmed")  # its email went out
+
+    browser.get(f"/admin/orders/order/{order.pk}/change/")
+    browser.submit(browser.find("a.ship-order"))
+    assert browser.path == f"/admin/orders/order/ship/?ids={order.pk}"
+    browser.find(f"input[name=o{order.pk}-carrier]").send_keys("DHL")
+    browser.find(f"input[name=o{order.pk}-tracking_number]").send_keys("JD014600")
+    browser.find(f"input[name=o{order.pk}-tracking_url]").send_keys("javascript:alert(1)")
+    browser.shot("ship-page")
+    browser.submit(browser.find("#ship-orders input[type=submit][name=ship]"))
+    assert "Enter a valid URL." in browser.text()  # refused on the page, nothing shipped
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+
+    url = browser.find(f"input[name=o{order.pk}-tracking_url]")
+    url.clear()
+    url.send_keys("https://dhl.example/track?n=JD014600")
+    browser.submit(browser.find("#ship-orders input[type=submit][name=ship]"))
+    browser.shot("order-shipped")
+    _success(browser, f"Marked shipped: order(s) #{order.pk}.")
+    assert browser.path.startswith(f"/admin/orders/order/{order.pk}/change/")
+    link = browser.find('.field-tracking_link a[href^="https://dhl.example/"]')
+    assert link.get_attribute("href") == "https://dhl.example/track?n=JD014600"
+    history = browser.find("table.status-history").text
+    assert "Confirmed" in history and "Shipped" in history and USERNAME in history, history
+    assert not browser.find_all("a.ship-order") and not browser.find_all("a.cancel-order")
+    order.refresh_from_db()
+    assert (order.status, order.carrier, order.tracking_number) == ("shipped", "DHL", "JD014600")
