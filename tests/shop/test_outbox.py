@@ -313,7 +313,8 @@ def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues
 
 
 def test_on_a_fifo_queue_the_order_is_the_group_and_the_row_the_deduplication_id(
-    settings, fifo_queues
+    settings,
+    fifo_queues,  # noqa: F811 (the fixture imported above)
 ):
     from shop.outbox_relay import outbox_publish
 
