@@ -28,7 +28,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from cfnlint.decode import cfn_yaml
 from django.apps import apps
 from django.conf import settings
 from django.test import Client, override_settings
@@ -863,6 +862,8 @@ def test_template_options_topic_roles_sender_and_receive_count(deployed):
 
 
 def test_what_the_emulator_skips_is_right_in_the_template():
+    from cfnlint.decode import cfn_yaml  # here: its import costs every test process ~1 s
+
     template = cfn_yaml.load(str(TEMPLATE))
     resources = template["Resources"]
     by_type: dict[str, list[str]] = {}
