@@ -12,6 +12,7 @@ those resources are checked in the template itself, loaded with cfn-lint's own Y
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from cfnlint.decode import cfn_yaml
+from botocore.exceptions import ClientError
 from django.apps import apps
 from django.conf import settings
 from django.test import Client, override_settings
@@ -375,7 +376,7 @@ def deployed():
 
     yield deploy
     for name in names:
-        aws.client("cloudformation").delete_stack(StackName=name)
+        _stack_delete(name)
 
 
 @pytest.fixture(scope="module")
@@ -800,13 +801,28 @@ def test_policies_grant_exactly_what_the_processes_call(default_stack):
     assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "shop@example.com"}}
 
 
-def test_template_fifo_queues(deployed):
-    stack = deployed(FifoQueues="true")
-    orders = queue_attributes(stack.queue_url(f"{stack.queue_name}.fifo"))
-    dead = queue_attributes(stack.queue_url(f"{stack.queue_name}-dlq.fifo"))
-    assert orders["FifoQueue"] == dead["FifoQueue"] == "true"
-    assert json.loads(orders["RedrivePolicy"])["deadLetterTargetArn"] == dead["QueueArn"]
-    assert stack.outputs["OrderQueueUrl"].endswith(f"/{stack.queue_name}.fifo")
+def test_template_fifo_queues():
+    tag = uuid.uuid4().hex[:8]
+    name, queue_name = f"shop-test-{tag}", f"deploy-{tag}"
+    outputs = stack_deploy(name, QueueName=queue_name, FifoQueues="true")
+    sqs = aws.client("sqs")
+    urls = [sqs.get_queue_url(QueueName=f"{queue_name}{end}")["QueueUrl"] for end in
+            (".fifo", "-dlq.fifo")]  # fmt: skip
+    try:
+        orders, dead = (queue_attributes(url) for url in urls)
+        assert orders["FifoQueue"] == dead["FifoQueue"] == "true"
+        assert json.loads(orders["RedrivePolicy"])["deadLetterTargetArn"] == dead["QueueArn"]
+        assert outputs["OrderQueueUrl"].endswith(f"/{queue_name}.fifo")
+    finally:
+        _stack_delete(name)
+
+
+def _stack_delete(name: str) -> None:
+    """Clean-up only (every stack's names are its own): moto 5.2.5's DeleteStack sometimes
+    answers NonExistentQueue for this template's stacks since the queue names are Fn::If
+    (seen in two of four runs of this module, not reproduced against a lone emulator)."""
+    with contextlib.suppress(ClientError):
+        aws.client("cloudformation").delete_stack(StackName=name)
 
 
 def test_template_options_topic_roles_sender_and_receive_count(deployed):
@@ -866,6 +882,8 @@ def test_template_options_topic_roles_sender_and_receive_count(deployed):
 
 
 def test_what_the_emulator_skips_is_right_in_the_template():
+    from cfnlint.decode import cfn_yaml  # here: its import costs every test process ~1 s
+
     template = cfn_yaml.load(str(TEMPLATE))
     resources = template["Resources"]
     by_type: dict[str, list[str]] = {}

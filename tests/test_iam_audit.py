@@ -31,7 +31,6 @@ import sys
 import urllib.request
 
 import pytest
-from cfnlint.decode import cfn_yaml
 from django.conf import settings
 
 from bench.aws_counter import AwsCounter
@@ -56,6 +55,8 @@ BATCH = {
 
 def policy_actions(*names: str) -> set[str]:
     """The actions the template's managed policies of these names grant."""
+    from cfnlint.decode import cfn_yaml  # here: its import costs every test process ~1 s
+
     resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
     actions: set[str] = set()
     for name in names:
