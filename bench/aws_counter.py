@@ -8,7 +8,15 @@ JSON protocols such as SQS's, the ``Action`` form field for query protocols such
 
 For SES ``SendRawEmail`` it also records when the emulator accepted the email (its answer
 came back) and the order number in the email's subject: that is the email's arrival in the
-emulator, for the order-to-inbox latency.
+emulator, for the order-to-inbox latency. For SQS ``SendMessageBatch`` it records each entry's
+``Id`` that the emulator took (the outbox relay's ids are its rows: a row published twice
+shows twice).
+
+Faults, for the outbox figures (``bench/outbox_bench.py``): ``delay[service] = seconds``
+holds every request of that service that long before forwarding it (SQS answering late), and
+``after_answer`` is called with (service, action) once the emulator answered and before the
+answer goes back (a benchmark kills the caller there: SQS took the batch, the caller never
+hears so).
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import base64
 import email
 import email.policy
 import http.client
+import json
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -75,6 +85,13 @@ def _subject_order(form: dict[str, list[str]] | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a caller that went away (a killed relay, a stopped worker's long poll)
+        super().handle_error(request, client_address)
+
+
 class AwsCounter:
     """``with AwsCounter(upstream) as counter:`` a proxy at ``counter.url`` that counts."""
 
@@ -85,7 +102,12 @@ class AwsCounter:
         self._calls: Counter[tuple[str, str]] = Counter()
         self._accepted: list[tuple[int, float]] = []
         self._log: list[tuple[float, str, str]] = []
+        self._batch_ids: Counter[str] = Counter()
         self._local = threading.local()
+        #: Seconds each request of a service waits before it is forwarded (default none).
+        self.delay: dict[str, float] = {}
+        #: Called with (service, action) after the emulator answered, before the caller hears.
+        self.after_answer = None
         counter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,6 +122,8 @@ class AwsCounter:
                 service = _service(self.headers)
                 action, form = _action(self.command, self.path, self.headers, body)
                 counter._count(service, action)
+                if wait := counter.delay.get(service):
+                    time.sleep(wait)
                 headers = {
                     name: value
                     for name, value in self.headers.items()
@@ -113,6 +137,10 @@ class AwsCounter:
                     order = _subject_order(form)
                     if order is not None:
                         counter._accept(order, accepted_at)
+                if action == "SendMessageBatch" and status == 200:
+                    counter._batch(payload)
+                if counter.after_answer is not None:
+                    counter.after_answer(service, action)
                 self.send_response_only(status, reason)
                 for name, value in response_headers:
                     if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
@@ -127,7 +155,7 @@ class AwsCounter:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -157,6 +185,14 @@ class AwsCounter:
             self._calls[(service, action)] += 1
             self._log.append((time.time(), service, action))
 
+    def _batch(self, answer: bytes) -> None:
+        try:
+            taken = [item["Id"] for item in json.loads(answer).get("Successful", [])]
+        except (ValueError, TypeError, KeyError):
+            return  # not SQS's JSON protocol: not counted
+        with self._lock:
+            self._batch_ids.update(taken)
+
     def _accept(self, order: int, at: float) -> None:
         with self._lock:
             self._accepted.append((order, at))
@@ -175,6 +211,11 @@ class AwsCounter:
                 first.setdefault(order, at)
             return first
 
+    def batch_ids(self) -> Counter[str]:
+        """SendMessageBatch entry id -> how many times the emulator took it."""
+        with self._lock:
+            return Counter(self._batch_ids)
+
     def log(self) -> list[tuple[float, str, str]]:
         """Every call so far: (when it arrived, epoch s; service; action)."""
         with self._lock:
@@ -185,6 +226,7 @@ class AwsCounter:
             self._calls.clear()
             self._accepted.clear()
             self._log.clear()
+            self._batch_ids.clear()
 
     def __enter__(self) -> AwsCounter:
         self._thread.start()

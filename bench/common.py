@@ -259,6 +259,37 @@ class Stack:
         self.children.append(child)
         return child
 
+    def relay(self, name: str = "relay", **env: str) -> Child:
+        """``manage.py outbox_relay`` as production runs it (its own process), once it
+        listens: with the outbox, placing an order writes rows and this publishes them, so
+        every benchmark that waits for emails runs one. ``env``: say, the endpoint of a proxy."""
+        log = self.log_dir / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        child = self.spawn(
+            name,
+            [sys.executable, "manage.py", "outbox_relay"],
+            **{"LOG_LEVEL": "INFO", "LOG_FORMAT": "plain", **env},
+        )
+
+        def listening() -> bool:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"outbox relay {name} exited: see {child.log}")
+            return b"outbox relay started" in child.log.read_bytes()[offset:]
+
+        wait_for(listening, timeout=90, what=f"outbox relay {name} to start", every=0.02)
+        return child
+
+    def outbox_pending(self) -> int:
+        """Rows in the outbox (not yet published)."""
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM shop_outboxmessage").fetchone()[0]
+
+    def outbox_empty(self, *, timeout: float) -> None:
+        wait_for(lambda: self.outbox_pending() == 0, timeout=timeout, what="the outbox empty",
+                 every=0.2)  # fmt: skip
+
 
 def rss_peak_mib(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process, in MiB."""

@@ -2,8 +2,9 @@
 ``GET /api/schema/`` (built per request by drf-spectacular's own generator, the baseline, and
 once per process by the shop's, side by side).
 
-No server, no network: the Cognito key is pre-loaded and the SQS publish is a no-op; a
-throwaway SQLite file. Part of ``make bench`` (``bench/run.py``); see bench/README.md.
+No server, no network: the Cognito key is pre-loaded and no relay runs (order_place writes
+its outbox rows; nothing publishes them); a throwaway SQLite file. Part of ``make bench``
+(``bench/run.py``); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -128,10 +129,6 @@ def bench_orders() -> list[Row]:
     address = ShippingAddress(
         name="Alice", line1="1 Main St", city="Springfield", postal_code="12345", country="US"
     )
-    published = itertools.count()
-
-    def publish(*, order_id: int) -> None:  # stands in for the SQS publish on commit
-        next(published)
 
     def place() -> None:
         order_place(
@@ -142,13 +139,15 @@ def bench_orders() -> list[Row]:
         )
 
     # DEBUG off as in production: no per-query log in connection.queries.
-    enqueue = mock.patch("notifications.queue.confirmation_enqueue", publish)
-    with override_settings(DEBUG=False), enqueue:
+    with override_settings(DEBUG=False):
         samples = timed(place, ORDERS)
     throughput = ORDERS / sum(samples) * 1000
     rows: list[Row] = [(f"orders: order_place, 3 lines ({ORDERS}x)", throughput, "orders/s")]
     rows += summary("orders: order_place", samples)
-    return [*rows, ("orders: no-op publishes on commit (+warm-up)", next(published), "")]
+    from shop.models import OutboxMessage
+
+    written = OutboxMessage.objects.count()
+    return [*rows, ("orders: outbox rows written, not published (+warm-up)", written, "")]
 
 
 def bench_schema() -> list[Row]:
@@ -206,7 +205,7 @@ def run(*, size: str, log_dir: Path) -> list:
         for path in DB_PATH.parent.glob(DB_PATH.name + "*"):  # the file and any -journal
             path.unlink()
     rows.append(("process: peak RSS (ru_maxrss)", peak_memory_mib(), "MiB"))
-    note = "one process, SQLite, no network; order_place without its SQS publish"
+    note = "one process, SQLite, no network; order_place writes its outbox rows, no relay"
     return [Figure("0 micro", label, value, unit, note=note) for label, value, unit in rows]
 
 

@@ -1,13 +1,13 @@
 """`make bench`: every benchmark, one table, and `bench/results/latest.json`.
 
-Each module (``micro``, ``http_bench``, ``worker_bench``, ``ses_bench``) runs in a process of
-its own (each sets Django up with its own settings) and returns rows (``bench.common.Figure``);
-this script prints them side by side with their targets and writes them as JSON with the
-machine they ran on. Benchmarks assert nothing: an unmet target is a row that says so, never a
-failure.
+Each module (``micro``, ``http_bench``, ``worker_bench``, ``ses_bench``, ``outbox_bench``)
+runs in a process of its own (each sets Django up with its own settings) and returns rows
+(``bench.common.Figure``); this script prints them side by side with their targets and writes
+them as JSON with the machine they ran on. Benchmarks assert nothing: an unmet target is a row
+that says so, never a failure.
 
-    python bench/run.py [--size full|tiny] [--only micro,http_bench,worker_bench,ses_bench]
-        [--out PATH]
+    python bench/run.py [--size full|tiny]
+        [--only micro,http_bench,worker_bench,ses_bench,outbox_bench] [--out PATH]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["micro", "http_bench", "worker_bench", "ses_bench"]
+MODULES = ["micro", "http_bench", "worker_bench", "ses_bench", "outbox_bench"]
 RESULTS = ROOT / "bench" / "results"
 
 RUNNER = """

@@ -145,10 +145,12 @@ def run(*, size: str, log_dir: Path) -> list[Figure]:
         bench = Run(stack, log_dir)
         try:
             bench.django("worker_orders.py", "setup", "--customers", str(CUSTOMERS))
+            bench.relay_start()  # publishes the orders' outbox rows (SQS direct, no proxy)
             governed = drain(bench, "governed", sizes, fleet_rate="")
             baseline = drain(bench, "baseline", sizes, fleet_rate=str(4 * rate))
             per_order = emails_per_order(stack.aws_url)
         finally:
+            bench.relay_stop()
             bench.close()
     windows = [
         (result_at - send.answered_at) * 1000

@@ -5,18 +5,21 @@ addresses verified in SES through the app's own service (the sandbox check the w
 is part of the path being measured, so recipients must pass it).
 
 ``python bench/worker_orders.py place --count 2000 --out orders.json``: orders placed with
-``orders.services.order_place`` (3 lines each, rotating customers), each committed and its
-confirmation published on commit exactly as an API request does. With ``--rate 5``, paced
-at that many orders a second. Writes ``{"orders": [[order_id, committed_at], ...]}``
-(``committed_at``: epoch seconds once ``order_place`` returned, i.e. after the commit and
-the publish: when the API would answer 201).
+``orders.services.order_place`` (3 lines each, rotating customers), each committed with its
+confirmation's outbox row exactly as an API request does (the benchmark's relay publishes
+it). With ``--rate 5``, paced at that many orders a second; with ``--publish direct``, as
+before the outbox (a SendMessage after the commit, then the 201). Writes
+``{"orders": [[order_id, committed_at], ...]}``
+(``committed_at``: epoch seconds once ``order_place`` returned, i.e. after the commit: when
+the API would answer 201).
 
 ``python bench/worker_orders.py republish --ids-from orders.json``: the confirmations of
-those orders published again (``notifications.services.confirmation_publish``), for a second
-drain of the same orders.
+those orders published again straight to the queue (``notifications.queue.confirmation_enqueue``),
+for a second drain of the same orders.
 
 ``bulk --count 10000`` creates orders with their lines and ``pending`` email records in bulk
-without publishing them; ``feed --ids-from orders.json`` then publishes them with
+without publishing them (``--outbox``: with their outbox rows, for a relay to publish);
+``feed --ids-from orders.json`` then publishes them with
 ``notifications.queue.confirmation_enqueue``, keeping a bounded number queued.
 """
 
@@ -78,10 +81,24 @@ def place(args: argparse.Namespace) -> dict:
             shipping_address=address,
             lines=next(carts),
         )
+        if args.publish == "direct":
+            direct_publish(order.pk)
         placed.append((order.pk, time.time()))
     elapsed = time.time() - started
     connection.close()
     return {"orders": placed, "seconds": elapsed}
+
+
+def direct_publish(order_id: int) -> None:
+    """The shop before the outbox (``place --publish direct``): the request published the
+    confirmation task itself after the commit (one SendMessage, ``confirmation_enqueue``) and
+    answered 201 after that. The order's outbox rows are deleted, so that no relay publishes
+    it too (run none meanwhile)."""
+    from notifications.queue import confirmation_enqueue
+    from shop.models import OutboxMessage
+
+    confirmation_enqueue(order_id=order_id)
+    OutboxMessage.objects.filter(payload__kwargs__order_id=order_id).delete()
 
 
 def bulk(args: argparse.Namespace) -> dict:
@@ -92,6 +109,7 @@ def bulk(args: argparse.Namespace) -> dict:
 
     from notifications.models import ConfirmationEmail, EmailStatus
     from orders.models import Order, OrderLine, Product
+    from shop.outbox import outbox_task_add
 
     products = {product.sku: product for product in Product.objects.filter(sku__in=SKUS)}
     who = itertools.cycle(customers(args.customers))
@@ -133,8 +151,20 @@ def bulk(args: argparse.Namespace) -> dict:
             ConfirmationEmail.objects.bulk_create(
                 ConfirmationEmail(order=order, status=EmailStatus.PENDING) for order in orders
             )
+            if args.outbox:  # each confirmation's task in the outbox, as order_place writes it
+                for order in orders:
+                    outbox_task_add(
+                        queue_url=settings.ORDER_QUEUE_URL,
+                        task_name=settings.CONFIRMATION_TASK_NAME,
+                        kwargs={"order_id": order.pk},
+                        group_id=str(order.pk),
+                    )
         ids += [order.pk for order in orders]
-    return {"orders": [[order_id, 0] for order_id in ids], "seconds": time.time() - started}
+    return {
+        "orders": [[order_id, 0] for order_id in ids],
+        "seconds": time.time() - started,
+        "committed_at": time.time(),  # the last transaction's commit (the only one up to 1000)
+    }
 
 
 def feed(args: argparse.Namespace) -> dict:
@@ -167,12 +197,15 @@ def feed(args: argparse.Namespace) -> dict:
 
 
 def republish(args: argparse.Namespace) -> dict:
-    from notifications.services import confirmation_publish
+    """Publish these orders' confirmation tasks again, straight to the queue (the app's
+    ``confirmation_enqueue``, no outbox): the burst is queued before the worker starts."""
+    from notifications.queue import confirmation_enqueue
 
     ids = [order_id for order_id, _ in json.loads(Path(args.ids_from).read_text())["orders"]]
     started = time.time()
-    failed = [order_id for order_id in ids if not confirmation_publish(order_id=order_id)]
-    return {"published": len(ids) - len(failed), "failed": failed, "seconds": time.time() - started}
+    for order_id in ids:
+        confirmation_enqueue(order_id=order_id)
+    return {"published": len(ids), "failed": [], "seconds": time.time() - started}
 
 
 def main() -> int:
@@ -185,11 +218,18 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=0)
     p.add_argument("--customers", type=int, default=50)
     p.add_argument("--first-customer", type=int, default=0)
+    p.add_argument(
+        "--publish",
+        choices=["outbox", "direct"],
+        default="outbox",
+        help="outbox: the shop's (a relay publishes); direct: as before the outbox",
+    )
     p = commands.add_parser("republish")
     p.add_argument("--ids-from", required=True)
     p = commands.add_parser("bulk")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--customers", type=int, default=50)
+    p.add_argument("--outbox", action="store_true", help="with each confirmation's outbox row")
     p = commands.add_parser("feed")
     p.add_argument("--ids-from", required=True)
     p.add_argument("--high", type=int, default=400)

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Issue 6's figures 1 to 8 (and 0, the in-process micro-benchmarks), and issue 11's 9 (SES
-#: throttling and the duplicate window), by their numbers, as each module of bench/run.py
-#: produces them.
+#: Issue 6's figures 1 to 8 (and 0, the in-process micro-benchmarks), issue 11's 9 (SES
+#: throttling and the duplicate window) and issue 13's 10 (the outbox, before and after), by
+#: their numbers, as each module of bench/run.py produces them.
 FIGURES = {
     "micro": {"0"},
     "http_bench": {"1", "2", "7", "8"},
     "worker_bench": {"3", "4", "5", "6", "7", "8"},
     "ses_bench": {"9"},
+    "outbox_bench": {"10"},
 }
 
 
@@ -40,7 +41,7 @@ def test_the_modules_cover_every_figure():
     from bench import run
 
     assert set(FIGURES) == set(run.MODULES)
-    assert set().union(*FIGURES.values()) == {str(n) for n in range(10)}
+    assert set().union(*FIGURES.values()) == {str(n) for n in range(11)}
 
 
 @pytest.mark.subprocess
