@@ -1,4 +1,5 @@
-"""Rendering of the order-confirmation email (HTML and plain text) with pybars3 (Handlebars).
+"""Rendering of the order's emails (confirmation, shipped, cancelled; HTML and plain text)
+with pybars3 (Handlebars), every kind in one layout.
 
 Templates live in ``templates/emails/``. Each is compiled once per process, on first use (or by
 the system check, before a Celery worker forks its pool), and checked first: pybars3 silently
@@ -215,6 +216,91 @@ def templates_check() -> list[str]:
     return problems
 
 
+# --- The order's emails: one layout, a template per kind -------------------------------------
+#: Every part is ``layout.hbs`` / ``layout.txt.hbs`` around the kind's template (the partial
+#: ``body``); files named ``_<name>.hbs`` are the shared pieces (``{{> items}}``, ...).
+LAYOUT_HTML = "layout.hbs"
+LAYOUT_TEXT = "layout.txt.hbs"
+PARTIALS = ("items", "address")
+
+
+@dataclass(frozen=True)
+class EmailKindTemplate:
+    template: str  # "order_confirmation" -> order_confirmation.hbs and .txt.hbs
+    subject: str  # formatted with the order number
+    heading: str
+    closing: str = ""  # the sentence before the sign-off, if any
+    address_title: str = "Shipping to"
+
+
+EMAIL_KINDS: dict[str, EmailKindTemplate] = {
+    "confirmation": EmailKindTemplate(
+        template="order_confirmation",
+        subject="Your order #{order_number} is confirmed",
+        heading="Thank you for your order",
+        # True of the shop: staff marking it shipped or cancelled sends those emails.
+        closing="We will email you again when your order ships (with its tracking link when "
+        "the carrier gives one), or if it has to be cancelled.",
+    ),
+    "shipped": EmailKindTemplate(
+        template="order_shipped",
+        subject="Your order #{order_number} has shipped",
+        heading="Your order is on its way",
+        address_title="Shipped to",
+    ),
+    "cancelled": EmailKindTemplate(
+        template="order_cancelled",
+        subject="Your order #{order_number} has been cancelled",
+        heading="Your order has been cancelled",
+    ),
+}
+
+
+def _part(name: str, *, text: bool) -> Template:
+    return template_compiled(name=f"{name}.txt.hbs" if text else f"{name}.hbs")
+
+
+def email_render_context(*, kind: str, context: dict[str, Any]) -> RenderedEmail:
+    """Render both parts of an email of ``kind`` from an ``email_context``-shaped dict (no
+    database needed). The subject, heading and closing are the shop's text, not the
+    customer's; the customer's text in ``context`` is escaped in the HTML part."""
+    spec = EMAIL_KINDS[kind]
+    subject = spec.subject.format(order_number=context["order_number"])
+    full = {
+        **context,
+        "subject": subject,
+        "heading": spec.heading,
+        "closing": spec.closing,
+        "address_title": spec.address_title,
+    }
+    parts = []
+    for text in (False, True):
+        partials = {name: _part(f"_{name}", text=text) for name in PARTIALS}
+        partials["body"] = _part(spec.template, text=text)
+        layout = template_compiled(name=LAYOUT_TEXT if text else LAYOUT_HTML)
+        if text:
+            parts.append(layout(_unescaped(full), helpers=_TEXT_HELPERS, partials=partials))
+        else:
+            parts.append(layout(full, helpers=HELPERS, partials=partials))
+    return RenderedEmail(subject=subject, html=parts[0], text=parts[1])
+
+
+def email_context(*, kind: str, order: Order) -> dict[str, Any]:
+    """A plain dict of what an email of ``kind`` shows; money values stay ``Decimal``."""
+    context = confirmation_context(order=order)
+    if kind == "shipped":
+        context["tracking"] = {
+            "carrier": order.carrier,
+            "number": order.tracking_number,
+            "url": order.tracking_url,
+        }
+    return context
+
+
+def email_render(*, kind: str, order: Order) -> RenderedEmail:
+    return email_render_context(kind=kind, context=email_context(kind=kind, order=order))
+
+
 # --- The confirmation email ---------------------------------------------------------------
 def confirmation_context(*, order: Order) -> dict[str, Any]:
     """A plain dict of what the email shows; money values stay ``Decimal``."""
@@ -245,12 +331,8 @@ def confirmation_context(*, order: Order) -> dict[str, Any]:
 
 def confirmation_render_context(*, context: dict[str, Any]) -> RenderedEmail:
     """Render both parts from a ``confirmation_context``-shaped dict (no database needed)."""
-    html = template_compiled(name=HTML_TEMPLATE)(context, helpers=HELPERS)
-    text = template_compiled(name=TEXT_TEMPLATE)(_unescaped(context), helpers=_TEXT_HELPERS)
-    return RenderedEmail(
-        subject=f"Your order #{context['order_number']} is confirmed", html=html, text=text
-    )
+    return email_render_context(kind="confirmation", context=context)
 
 
 def confirmation_render(*, order: Order) -> RenderedEmail:
-    return confirmation_render_context(context=confirmation_context(order=order))
+    return email_render(kind="confirmation", order=order)

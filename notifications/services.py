@@ -26,7 +26,8 @@ from notifications.models import (
     SesMessage,
     SuppressedAddress,
 )
-from orders.models import Order, OrderStatus
+from orders import actions as order_actions
+from orders.models import Order
 from shop import outbox
 from shop.logging import EMAIL_ADDRESS
 from shop.metrics import CONFIRMATION_ATTEMPTS_THROTTLED, SES_THROTTLING_ANSWERS
@@ -344,10 +345,9 @@ def _send(*, order_id: int, attempt: int | None, throttling_answers: int) -> Sen
                     else ""
                 ),
             )
-            # The order moves on with its email (a plain model update: no orders logic here).
-            Order.objects.filter(pk=order_id, status=OrderStatus.PLACED).update(
-                status=OrderStatus.CONFIRMED
-            )
+            # The order moves on with its email, through the orders app's own entry point
+            # (placed -> confirmed, recorded; an order past placed is left alone).
+            order_actions.order_confirmed(order_id=order_id, actor=order_actions.WORKER)
             return SendOutcome(notification, "sent", message_id)
     except ConfirmationEmail.DoesNotExist:
         raise ConfirmationMissing(f"no confirmation email for order {order_id}") from None

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from notifications import services as notification_services
 from orders import services
+from orders.admin_lifecycle import OrderLifecycleAdmin
 from orders.models import Order, OrderLine, Product, StockReason
 from shop.exceptions import ApplicationError
 
@@ -164,7 +165,7 @@ class EmailStatusFilter(admin.ChoicesFieldListFilter):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
     list_display = [
         "id",
         "customer_email",
@@ -181,6 +182,19 @@ class OrderAdmin(admin.ModelAdmin):
     inlines = [OrderLineInline]
     fieldsets = [
         (None, {"fields": ["id", "status", "total", "currency", "created_at", "updated_at"]}),
+        (
+            "Shipping and cancellation",
+            {
+                "fields": [
+                    "carrier",
+                    "tracking_number",
+                    "tracking_link",
+                    "shipped_at",
+                    "cancelled_at",
+                    "status_history",
+                ]
+            },
+        ),
         ("Customer", {"fields": ["customer_id", "customer_email"]}),
         (
             "Shipping address",
@@ -210,7 +224,7 @@ class OrderAdmin(admin.ModelAdmin):
         ),
         ("Email history", {"fields": ["email_history"]}),
     ]
-    actions = ["resend_confirmation"]
+    actions = ["resend_confirmation", "mark_shipped", "cancel_orders"]
     change_form_template = "admin/orders/order/change_form.html"
 
     def get_queryset(self, request):
@@ -267,6 +281,7 @@ class OrderAdmin(admin.ModelAdmin):
                 resend,
                 name="orders_order_resend_confirmation",
             ),
+            *self.lifecycle_urls(),
             *super().get_urls(),
         ]
 
@@ -282,6 +297,8 @@ class OrderAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_resend_confirmation": self.has_resend_confirmation_permission(request),
+            "can_ship_order": self.has_ship_order_permission(request),
+            "can_cancel_order": self.has_cancel_order_permission(request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

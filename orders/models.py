@@ -36,6 +36,8 @@ class StockReason(models.TextChoices):
     COUNTED = "counted", "Counted"
     # Set by a catalog import (the demo data loader).
     IMPORTED = "imported", "Imported"
+    # Units of a cancelled order put back on the shelf: +n per line.
+    RETURNED = "returned", "Returned by a cancelled order"
 
 
 class StockAdjustment(models.Model):
@@ -61,10 +63,17 @@ class StockAdjustment(models.Model):
 
 
 class OrderStatus(models.TextChoices):
+    """Where an order is. The only moves (``orders.actions``): placed -> confirmed ->
+    shipped, and placed or confirmed -> cancelled. Shipped and cancelled are final."""
+
     # Saved with its lines and stock taken; the confirmation email is not sent yet.
     PLACED = "placed", "Placed"
     # The confirmation email went out.
     CONFIRMED = "confirmed", "Confirmed"
+    # Staff handed it to a carrier (with the tracking details they had).
+    SHIPPED = "shipped", "Shipped"
+    # Staff cancelled it before it shipped; its stock went back on the shelf.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Order(models.Model):
@@ -83,6 +92,15 @@ class Order(models.Model):
     )
     total = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
+    # Set when the order ships (staff may leave each blank: not every parcel is tracked).
+    # (Defaults in the database too: processes of the previous release, still running during
+    # a deploy, insert orders without these columns.)
+    carrier = models.CharField(max_length=100, blank=True, default="", db_default="")
+    tracking_number = models.CharField(max_length=100, blank=True, default="", db_default="")
+    # http or https only (checked by ``orders.actions.order_shipped``): it is a link in email.
+    tracking_url = models.URLField(max_length=500, blank=True, default="", db_default="")
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,9 +110,34 @@ class Order(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(total__gte=0), name="order_total_gte_0"),
         ]
+        permissions = [
+            ("ship_order", "Can mark orders shipped"),
+            ("cancel_order", "Can cancel orders"),
+        ]
 
     def __str__(self) -> str:
         return f"Order {self.pk}"
+
+
+class OrderStatusChange(models.Model):
+    """One move of an order's status: from, to, who, when, why. Written only by
+    ``orders.actions``, with the order's row locked, so the changes of an order chain exactly
+    (each ``from_status`` is the previous ``to_status``)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    # Who: the staff member's username, or the process that made it (``worker``, ``system``).
+    actor = models.CharField(max_length=150)
+    note = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["order", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Order {self.order_id}: {self.from_status} -> {self.to_status} by {self.actor}"
 
 
 class OrderLine(models.Model):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import unicodedata
 
 import pycountry
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from orders.models import Order, OrderLine, Product
+from orders.models import Order, OrderLine, OrderStatus, Product
 
 MAX_LINES = 50
 MAX_QUANTITY = 100
@@ -150,10 +151,31 @@ class ConfirmationEmailOutputSerializer(serializers.Serializer):
     sent_at = serializers.DateTimeField(allow_null=True)
 
 
+class TrackingOutputSerializer(serializers.Serializer):
+    carrier = serializers.CharField(help_text="Empty when staff gave none.")
+    number = serializers.CharField(source="tracking_number", help_text="Empty when none.")
+    url = serializers.CharField(
+        source="tracking_url", help_text="An http(s) link to the carrier's page, or empty."
+    )
+    shipped_at = serializers.DateTimeField()
+
+
 class OrderOutputSerializer(serializers.ModelSerializer):
     shipping_address = ShippingAddressOutputSerializer(source="*")
     items = OrderLineOutputSerializer(source="lines", many=True)
     confirmation_email = ConfirmationEmailOutputSerializer()
+    tracking = serializers.SerializerMethodField(
+        help_text="Once the order has shipped: its carrier and tracking details; else null."
+    )
+    cancelled_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the order was cancelled; null unless it was."
+    )
+
+    @extend_schema_field(TrackingOutputSerializer(allow_null=True))
+    def get_tracking(self, order: Order) -> dict | None:
+        if order.status != OrderStatus.SHIPPED:
+            return None
+        return TrackingOutputSerializer(order).data
 
     class Meta:
         model = Order
@@ -166,5 +188,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "total",
             "currency",
             "created_at",
+            "tracking",
+            "cancelled_at",
             "confirmation_email",
         ]

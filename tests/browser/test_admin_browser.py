@@ -209,3 +209,36 @@ def test_staff_redrive_a_dead_lettered_confirmation(staff, queues):
     assert _take(settings.ORDER_QUEUE_URL) == [order.pk]
     # The contract's path for the page.
     assert dead_letters == "/admin/notifications/dead-letters/", dead_letters
+
+
+def test_staff_ship_an_order_with_its_tracking_details(staff, queues):
+    browser = staff
+    order = _order("sam@example.com")
+    Order.objects.filter(pk=order.pk).update(status="confirmed")  # its email went out
+
+    browser.get(f"/admin/orders/order/{order.pk}/change/")
+    browser.submit(browser.find("a.ship-order"))
+    assert browser.path == f"/admin/orders/order/ship/?ids={order.pk}"
+    browser.find(f"input[name=o{order.pk}-carrier]").send_keys("DHL")
+    browser.find(f"input[name=o{order.pk}-tracking_number]").send_keys("JD014600")
+    browser.find(f"input[name=o{order.pk}-tracking_url]").send_keys("javascript:alert(1)")
+    browser.shot("ship-page")
+    browser.submit(browser.find("#ship-orders input[type=submit][name=ship]"))
+    assert "Enter a valid URL." in browser.text()  # refused on the page, nothing shipped
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+
+    url = browser.find(f"input[name=o{order.pk}-tracking_url]")
+    url.clear()
+    url.send_keys("https://dhl.example/track?n=JD014600")
+    browser.submit(browser.find("#ship-orders input[type=submit][name=ship]"))
+    browser.shot("order-shipped")
+    _success(browser, f"Marked shipped: order(s) #{order.pk}.")
+    assert browser.path.startswith(f"/admin/orders/order/{order.pk}/change/")
+    link = browser.find('.field-tracking_link a[href^="https://dhl.example/"]')
+    assert link.get_attribute("href") == "https://dhl.example/track?n=JD014600"
+    history = browser.find("table.status-history").text
+    assert "Confirmed" in history and "Shipped" in history and USERNAME in history, history
+    assert not browser.find_all("a.ship-order") and not browser.find_all("a.cancel-order")
+    order.refresh_from_db()
+    assert (order.status, order.carrier, order.tracking_number) == ("shipped", "DHL", "JD014600")

@@ -253,3 +253,58 @@ def test_confirmation_render_from_an_order(db: None) -> None:
     assert "Order total: 25.00 EUR" in email.text
     assert "1 Main St\nSpringfield 12345\nIE\n" in email.text
     assert "25.00 EUR" in email.html
+
+
+# --- Shipped and cancelled: the same layout ------------------------------------------------
+def _shipped(**tracking: str) -> rendering.RenderedEmail:
+    context = make_context(shipping={"name": "O'Brien <b>"})
+    context["tracking"] = {"carrier": "", "number": "", "url": "", **tracking}
+    return rendering.email_render_context(kind="shipped", context=context)
+
+
+def test_shipped_email_has_the_tracking_link_when_given_and_escapes_user_text() -> None:
+    email = _shipped(
+        carrier="DHL & <Co>", number="JD01<46>", url='https://track.example/?n=1&x="2"'
+    )
+    assert email.subject == "Your order #42 has shipped"
+    assert 'href="https://track.example/?n=1&amp;x=&quot;2&quot;"' in email.html
+    assert "DHL &amp; &lt;Co&gt;" in email.html and "JD01&lt;46&gt;" in email.html
+    assert "O&#x27;Brien &lt;b&gt;" in email.html and "<b>" not in email.html
+    assert "Your order #42 has shipped with DHL & <Co>." in email.text
+    assert "Tracking number: JD01<46>" in email.text
+    assert 'Track your parcel: https://track.example/?n=1&x="2"' in email.text
+    for entity in ("&amp;", "&lt;", "&quot;", "&#x27;"):
+        assert entity not in email.text
+    assert "Coffee mug" in email.html and "Coffee mug" in email.text
+
+
+def test_shipped_email_without_tracking_says_nothing_of_it() -> None:
+    email = _shipped()
+    assert "Your order #42 has shipped.\n" in email.text
+    for part in (email.html, email.text):
+        assert "Track" not in part and "Tracking number" not in part
+    assert "href=" not in email.html
+    assert "\n\n\n" not in email.text
+
+
+def test_cancelled_email_and_every_kind_share_the_layout() -> None:
+    cancelled = rendering.email_render_context(kind="cancelled", context=make_context())
+    assert cancelled.subject == "Your order #42 has been cancelled"
+    assert "has been cancelled: nothing of it will be shipped" in cancelled.text
+    assert "Order total: 1,234,567.89 USD" in cancelled.text
+    confirmation = confirmation_render_context(context=make_context())
+    layout_tail = "If you have a question, just reply to this email."
+    for email in (cancelled, confirmation, _shipped()):
+        assert email.html.lstrip().startswith("<!DOCTYPE html>")
+        assert f"<title>{email.subject}</title>" in email.html
+        assert layout_tail in email.html and layout_tail in email.text
+        assert email.text.startswith("Hello ") and email.text.endswith("The Shop team\n")
+        assert "\n\n\n" not in email.text
+
+
+def test_the_confirmation_promises_only_what_the_shop_does() -> None:
+    email = confirmation_render_context(context=make_context())
+    for part in (email.html, email.text):
+        assert "We will email you again when your order ships" in part
+        assert "or if it has to be cancelled" in part
+    assert set(rendering.EMAIL_KINDS) == {"confirmation", "shipped", "cancelled"}
