@@ -90,7 +90,7 @@ def bulk(args: argparse.Namespace) -> dict:
     from django.conf import settings
     from django.db import transaction
 
-    from notifications.models import ConfirmationEmail, EmailStatus
+    from notifications.models import EmailStatus, OrderEmail
     from orders.models import Order, OrderLine, Product
 
     products = {product.sku: product for product in Product.objects.filter(sku__in=SKUS)}
@@ -130,8 +130,8 @@ def bulk(args: argparse.Namespace) -> dict:
                 for order, cart in zip(orders, carts, strict=True)
                 for product, quantity in cart
             )
-            ConfirmationEmail.objects.bulk_create(
-                ConfirmationEmail(order=order, status=EmailStatus.PENDING) for order in orders
+            OrderEmail.objects.bulk_create(
+                OrderEmail(order=order, status=EmailStatus.PENDING) for order in orders
             )
         ids += [order.pk for order in orders]
     return {"orders": [[order_id, 0] for order_id in ids], "seconds": time.time() - started}

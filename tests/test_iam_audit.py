@@ -32,7 +32,7 @@ from cfnlint.decode import cfn_yaml
 from django.conf import settings
 
 from bench.aws_counter import AwsCounter
-from notifications.models import ConfirmationEmail, EmailStatus
+from notifications.models import EmailStatus, OrderEmail
 from orders.models import Order
 from shop import aws, provisioning
 from tests.conftest import emulator_token, make_product, order_body
@@ -169,7 +169,7 @@ def test_each_service_calls_exactly_what_its_policy_grants(
         ).start()
         try:
             wait_for(
-                lambda: ConfirmationEmail.objects.filter(
+                lambda: OrderEmail.objects.filter(
                     order=sent_order, status=EmailStatus.SENT
                 ).exists(),
                 timeout=60,

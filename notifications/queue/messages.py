@@ -15,13 +15,17 @@ class DecodedMessage:
     """What a queue message says, as far as it can be read: a poison message says little."""
 
     task: str | None
+    #: The order of a first-version confirmation task (``order_id``); else None.
     order_id: int | None
-    #: Why the worker cannot run it as a confirmation; "" when it can.
+    #: Why the worker cannot run it as an email task; "" when it can.
     problem: str = ""
+    #: The email record an email task names (``email_id``); None for a first-version one.
+    email_id: int | None = None
 
 
 def message_decode(body: str) -> DecodedMessage:
-    """Read the task name and order id of a Celery message as kombu's SQS transport puts it.
+    """Read the task name and email (or order) id of a Celery message as kombu's SQS
+    transport puts it.
 
     The SQS body is base64 (or plain) JSON of kombu's envelope; its ``body`` is base64 of the
     task's JSON ``[args, kwargs, embed]``. Anything else is described, never raised.
@@ -47,9 +51,18 @@ def message_decode(body: str) -> DecodedMessage:
         and isinstance(content[1], dict)
     ):
         return DecodedMessage(task, None, "malformed task body")
+    return _ids(task, args=content[0], kwargs=content[1])
+
+
+def _ids(task: str, *, args: list, kwargs: dict) -> DecodedMessage:
+    """The email (or, for the first version's task, the order) a task names."""
+    if task == settings.EMAIL_TASK_NAME:
+        email_id = kwargs.get("email_id", args[0] if args else None)
+        if type(email_id) is not int:
+            return DecodedMessage(task, None, "no email id")
+        return DecodedMessage(task, None, email_id=email_id)
     if task != settings.CONFIRMATION_TASK_NAME:
-        return DecodedMessage(task, None, "not the confirmation task")
-    args, kwargs = content[0], content[1]
+        return DecodedMessage(task, None, "not an email task")
     order_id = kwargs.get("order_id", args[0] if args else None)
     if type(order_id) is not int:
         return DecodedMessage(task, None, "no order id")

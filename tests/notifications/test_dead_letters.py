@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from notifications import dead_letters, queue
-from notifications.models import ConfirmationEmail, EmailEvent, EmailEventKind, EmailStatus
+from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
 from shop import aws
@@ -49,7 +49,7 @@ def _order(email: str | None = None) -> Order:
 
 def _failed_order(error: str = "recipient not verified in the SES sandbox") -> Order:
     order = _order()
-    ConfirmationEmail.objects.filter(order=order).update(
+    OrderEmail.objects.filter(order=order).update(
         status=EmailStatus.FAILED, attempts=3, last_error=error
     )
     return order
@@ -135,7 +135,7 @@ def test_message_decode_reads_celery_messages_and_describes_the_rest():
     assert queue.message_decode(json.dumps(envelope)).problem == "malformed task body"
     envelope["body"] = json.dumps([[], {"order_id": 7}, {}])
     assert queue.message_decode(json.dumps(envelope)) == queue.DecodedMessage(
-        "other.task", None, "not the confirmation task"
+        "other.task", None, "not an email task"
     )
     envelope["headers"]["task"] = settings.CONFIRMATION_TASK_NAME
     assert queue.message_decode(json.dumps(envelope)).order_id == 7
@@ -172,7 +172,7 @@ def test_redriven_message_is_sent_by_the_worker_once_the_address_is_verified(wor
     first = workers("failing")
     order = _order(address)  # published on commit; the sandbox refuses the unverified address
     wait_for(lambda: queue_counts(DLQ_URL)[0] == 1, timeout=60, what="message in the DLQ")
-    notification = ConfirmationEmail.objects.get(order=order)
+    notification = OrderEmail.objects.get(order=order)
     assert notification.status == "failed"
     assert "not verified" in notification.last_error
     [row] = dead_letters.dlq_list(limit=10)
@@ -190,7 +190,7 @@ def test_redriven_message_is_sent_by_the_worker_once_the_address_is_verified(wor
         assert (result.done, result.failed, result.not_found, result.ok) == (1, 0, 0, True)
         assert progress == [(row.message_id, order.pk, "moved", "")]
         wait_for(
-            lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+            lambda: OrderEmail.objects.get(order=order).status == "sent",
             timeout=30,
             what="the redriven email sent",
         )
@@ -335,7 +335,7 @@ def test_delete_by_message_id(queues):
     [event] = _events(order, EmailEventKind.DELETED)
     assert event.actor == "admin" and dead_id in event.detail
     assert _events(other, EmailEventKind.DELETED) == []
-    assert ConfirmationEmail.objects.get(order=order).status == "failed"  # left as it was
+    assert OrderEmail.objects.get(order=order).status == "failed"  # left as it was
 
 
 # --- SQS down -----------------------------------------------------------------------------

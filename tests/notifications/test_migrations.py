@@ -44,12 +44,12 @@ def _order(apps, n: int):
 
 
 def test_each_ses_message_id_becomes_a_row_and_comes_back(old_schema):
-    ConfirmationEmail = old_schema.get_model("notifications", "ConfirmationEmail")
+    OrderEmail = old_schema.get_model("notifications", "OrderEmail")
     sent_at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    sent = ConfirmationEmail.objects.create(
+    sent = OrderEmail.objects.create(
         order=_order(old_schema, 1), status="sent", ses_message_id="0100-abc", sent_at=sent_at
     )
-    pending = ConfirmationEmail.objects.create(order=_order(old_schema, 2), status="pending")
+    pending = OrderEmail.objects.create(order=_order(old_schema, 2), status="pending")
 
     apps = _migrate(AFTER)
     SesMessage = apps.get_model("notifications", "SesMessage")
@@ -61,6 +61,6 @@ def test_each_ses_message_id_becomes_a_row_and_comes_back(old_schema):
     )
 
     apps = _migrate(BEFORE)  # backwards: the latest id is kept
-    ConfirmationEmail = apps.get_model("notifications", "ConfirmationEmail")
-    assert ConfirmationEmail.objects.get(pk=sent.pk).ses_message_id == "0100-newer"
-    assert ConfirmationEmail.objects.get(pk=pending.pk).ses_message_id == ""
+    OrderEmail = apps.get_model("notifications", "OrderEmail")
+    assert OrderEmail.objects.get(pk=sent.pk).ses_message_id == "0100-newer"
+    assert OrderEmail.objects.get(pk=pending.pk).ses_message_id == ""

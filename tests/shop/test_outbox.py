@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from notifications.queue import message_decode
 from orders import services
 from orders.models import Order
@@ -72,12 +72,12 @@ def test_an_order_writes_its_confirmation_task_in_its_transaction(queues):
     [row] = OutboxMessage.objects.all()
     assert row.kind == OutboxKind.SQS_TASK
     assert row.destination == settings.ORDER_QUEUE_URL
-    assert row.payload["task"] == settings.CONFIRMATION_TASK_NAME
-    assert row.payload["kwargs"] == {"order_id": order.pk}
+    assert row.payload["task"] == settings.EMAIL_TASK_NAME
+    assert row.payload["kwargs"] == {"email_id": order.emails.get().pk}
     assert row.group_id == str(order.pk)
     # Nothing was published: the queue is empty, the email pending and not yet queued.
     assert _bodies(queues.url) == []
-    email = ConfirmationEmail.objects.get(order=order)
+    email = OrderEmail.objects.get(order=order)
     assert (email.status, email.queued_at, email.events.count()) == ("pending", None, 0)
 
 
@@ -117,13 +117,13 @@ def test_the_relay_publishes_what_the_worker_consumes_and_marks_the_email_queued
     assert (counts.published, counts.failed, counts.calls) == (1, 0, 1)
     [body] = _bodies(queues.url)
     decoded = message_decode(body)
-    assert (decoded.task, decoded.order_id, decoded.problem) == (
-        settings.CONFIRMATION_TASK_NAME,
-        order.pk,
+    assert (decoded.task, decoded.email_id, decoded.problem) == (
+        settings.EMAIL_TASK_NAME,
+        order.emails.get().pk,
         "",
     )
     assert OutboxMessage.objects.count() == 0  # published rows are deleted
-    email = ConfirmationEmail.objects.get(order=order)
+    email = OrderEmail.objects.get(order=order)
     assert email.status == "pending" and email.queued_at is not None
     assert [e.kind for e in email.events.all()] == ["queued"]
     # Nothing left: a second pass publishes nothing.
@@ -216,10 +216,10 @@ def test_a_resend_writes_a_row_in_its_transaction(queues):
     result = notification_services.confirmation_resend(order_ids=[order.pk, 999999])
     assert result.queued == [order.pk] and result.missing == [999999]
     [row] = OutboxMessage.objects.all()
-    assert row.payload["kwargs"] == {"order_id": order.pk}
+    assert row.payload["kwargs"] == {"email_id": order.emails.get().pk}
     relay_once()
     assert [message_decode(b).order_id for b in _bodies(queues.url)] == [order.pk]
-    kinds = [e.kind for e in ConfirmationEmail.objects.get(order=order).events.all()]
+    kinds = [e.kind for e in OrderEmail.objects.get(order=order).events.all()]
     assert kinds == ["queued", "resend", "queued"]
 
 

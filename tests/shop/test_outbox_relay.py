@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.db import connection  # noqa: F401 (the skipif condition reads it)
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from notifications.queue import message_decode
 from orders import services
 from orders.models import Order
@@ -87,7 +87,7 @@ def test_a_commit_wakes_the_relay_at_once_through_listen_notify(queues, relays):
     [order] = _place()
     wait_for(lambda: not OutboxMessage.objects.exists(), timeout=20, what="row published")
     assert _queued_order_ids(queues.url) == [order.pk]
-    assert ConfirmationEmail.objects.get(order=order).queued_at is not None
+    assert OrderEmail.objects.get(order=order).queued_at is not None
 
 
 def test_sigterm_finishes_the_batch_in_hand(queues, relays):
@@ -131,7 +131,7 @@ def test_a_relay_killed_mid_batch_and_restarted_loses_no_email_and_sends_none_tw
     try:
         relays("restarted", **lease)
         wait_for(
-            lambda: ConfirmationEmail.objects.filter(status="sent").count() == 5,
+            lambda: OrderEmail.objects.filter(status="sent").count() == 5,
             timeout=90,
             what="every order's email sent",
         )
