@@ -326,7 +326,8 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
             ids.setdefault(message.email_id, []).append(message)
         rows = format_html_join(
             "",
-            "<tr><td>{} email</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            '<tr><td>{} email</td><td class="email-status">{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td>"
             '<td><a href="{}" target="_blank">preview the email</a></td></tr>',
             (
                 (

@@ -155,7 +155,8 @@ def test_resend_command_reports_each_order_and_totals(queues):
     assert "order 999999: no such order" in text
     assert "resend: 2 requested, 1 queued, 1 unknown" in text
     # The order's own row and the resend's: both published by the relay.
-    assert OutboxMessage.objects.filter(payload__kwargs__order_id=order.pk).count() == 2
+    email = OrderEmail.objects.get(order=order)
+    assert OutboxMessage.objects.filter(payload__kwargs__email_id=email.pk).count() == 2
     assert relay_once().published == 2
     assert OrderEmail.objects.get(order=order).queued_at is not None
 

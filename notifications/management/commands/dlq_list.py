@@ -28,12 +28,11 @@ class Command(BaseCommand):
             raise CommandError(f"SQS cannot be reached: {exc}") from exc
         for row in rows:
             order = f"order {row.order_id}" if row.order_id is not None else "no order"
-            if row.email_kind:
-                order += f" ({row.email_kind})"
             self.stdout.write(
                 f"{row.message_id}  {order}  {row.customer_email or '-'}  "
                 f"receives={row.receive_count}  first_seen={_when(row.first_seen)}  "
                 f"sent={_when(row.sent_at)}"
+                + (f"  email={row.email_kind}" if row.email_kind else "")
             )
             if row.problem:
                 self.stdout.write(f"    problem: {row.problem}")
