@@ -29,7 +29,7 @@ from notifications.models import (
     SuppressedAddress,
 )
 from orders import actions as order_actions
-from orders.models import Order
+from orders.models import Order, OrderStatus
 from shop import outbox
 from shop.logging import EMAIL_ADDRESS, context_bind
 from shop.metrics import CONFIRMATION_ATTEMPTS_THROTTLED, SES_THROTTLING_ANSWERS
@@ -406,9 +406,19 @@ def _send(*, email_id: int, attempt: int | None, throttling_answers: int) -> Sen
                 return SendOutcome(notification, "skipped")
             recipient = notification.order.customer_email
             suppression = SuppressedAddress.objects.filter(email=recipient.lower()).first()
-            if suppression is not None:
+            # A confirmation still unsent when staff cancelled the order (its address was
+            # refused, say) would tell the customer the opposite of the cancellation email.
+            moot = (
+                notification.kind == EmailKind.CONFIRMATION
+                and notification.order.status == OrderStatus.CANCELLED
+            )
+            if suppression is not None or moot:
                 notification.status = EmailStatus.SUPPRESSED
-                notification.last_error = f"address suppressed after a {suppression.reason}"
+                notification.last_error = (
+                    "not sent: the order was cancelled before its confirmation went out"
+                    if moot
+                    else f"address suppressed after a {suppression.reason}"
+                )
                 notification.save()
                 EmailEvent.objects.create(
                     notification=notification,

@@ -299,3 +299,29 @@ def test_the_first_versions_confirmation_task_still_sends(workers):
     assert len(sent_emails(provisioning.VERIFIED_CUSTOMER)) == before + 2
     # The outbox row of the old kind marked its email queued, as a new one does.
     assert OrderEmail.objects.get(order=in_outbox).events.filter(kind="queued").exists()
+
+
+@pytest.mark.django_db
+def test_a_confirmation_unsent_when_the_order_was_cancelled_is_not_sent(settings):
+    """Cancelled while its confirmation was still failing: a later delivery (a redrive, a
+    resend) does not tell the customer the order is confirmed; the cancellation goes out."""
+    settings.EMAIL_BACKEND = "django_ses.SESBackend"
+    order = _order(provisioning.VERIFIED_CUSTOMER)
+    OrderEmail.objects.filter(order=order).update(status=EmailStatus.FAILED, attempts=3)
+    lifecycle.order_cancel(order_id=order.pk, actor="staffer")
+    before = len(sent_emails(provisioning.VERIFIED_CUSTOMER))
+    confirmation = OrderEmail.objects.get(order=order, kind=EmailKind.CONFIRMATION)
+    cancelled = OrderEmail.objects.get(order=order, kind=EmailKind.CANCELLED)
+
+    from notifications import services
+
+    assert services.email_send(email_id=confirmation.pk).outcome == "suppressed"
+    assert services.email_send(email_id=cancelled.pk).outcome == "sent"
+
+    confirmation.refresh_from_db()
+    assert confirmation.status == EmailStatus.SUPPRESSED
+    assert "cancelled before its confirmation went out" in confirmation.last_error
+    assert len(sent_emails(provisioning.VERIFIED_CUSTOMER)) == before + 1
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    drain(settings.ORDER_QUEUE_URL)
