@@ -3,13 +3,15 @@
 ``Stack`` starts the parts a benchmark needs, each on loopback and each its own: a moto
 server (SQS, SES, Cognito) on a free port, provisioned like ``make run`` provisions (queue
 pair, Cognito pool with demo customers, SES identities), and a PostgreSQL database of its own
-on the machine's server (migrated). ``Stack.env`` is the environment for the shop's processes
-(production settings: DEBUG off). Nothing of a developer's ``make run`` or a test run is
-touched. Everything is stopped and dropped on exit.
+on the machine's server (migrated: a copy of a template database migrated once for the
+migrations and locked dependencies at hand, see ``Stack._migrated``). ``Stack.env`` is the
+environment for the shop's processes (production settings: DEBUG off). Nothing of a
+developer's ``make run`` or a test run is touched. Everything is stopped and dropped on exit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -24,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+#: Migrated template databases (``Stack._migrated``) and the advisory lock that guards them.
+TEMPLATE_PREFIX = "shop_bench_template_"
+TEMPLATE_LOCK = 0x5B0B_7E17
 MOTO_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -78,12 +83,14 @@ def http_ok(url: str) -> bool:
 class Child:
     """A process of the stack, in its own process group, logging to a file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path = ROOT
+    ):
         self.name = name
         self.log = log_dir / f"{name}.log"
         self.process = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -125,7 +132,7 @@ class Stack:
             self._emulator()
             self._database()
             self._provision()
-            self.manage("migrate", "--noinput", "-v", "0")
+            self._migrated()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -157,6 +164,46 @@ class Stack:
             conn.execute(f'CREATE DATABASE "{self.database}"')
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
         self.database_url = f"{base}/{self.database}"
+
+    def _migrated(self) -> None:
+        """Migrate the stack's database, by copying (``CREATE DATABASE ... TEMPLATE``) a
+        template database that was migrated once for the same migrations and dependencies.
+
+        A migration is seconds of CPU for Django and PostgreSQL, and the test suite starts
+        three stacks at a time. The template's name is a digest of every migration file of the
+        project and both lock files; one advisory lock serializes building, copying and
+        dropping templates (including those of other checkouts, whose digest differs).
+        """
+        import psycopg
+
+        digest = hashlib.sha256()
+        for path in [
+            *sorted(ROOT.glob("*/migrations/*.py")),
+            ROOT / "requirements.lock",
+            ROOT / "requirements-dev.lock",
+        ]:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+        template = f"{TEMPLATE_PREFIX}{digest.hexdigest()[:16]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", [TEMPLATE_LOCK])
+            try:
+                found = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", [template]
+                ).fetchone()
+                if found:
+                    conn.execute(f'DROP DATABASE "{self.database}"')
+                    conn.execute(f'CREATE DATABASE "{self.database}" TEMPLATE "{template}"')
+                    return
+                self.manage("migrate", "--noinput", "-v", "0")
+                stale = conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    [TEMPLATE_PREFIX + "%"],
+                ).fetchall()
+                for (name,) in stale:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{template}" TEMPLATE "{self.database}"')
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [TEMPLATE_LOCK])
 
     def _database_drop(self) -> None:
         if not getattr(self, "database_url", None):
@@ -207,8 +254,8 @@ class Stack:
             text=True,
         ).stdout
 
-    def spawn(self, name: str, args: list[str], **env: str) -> Child:
-        child = Child(name, args, {**self.env, **env}, self.log_dir)
+    def spawn(self, name: str, args: list[str], cwd: Path = ROOT, **env: str) -> Child:
+        child = Child(name, args, {**self.env, **env}, self.log_dir, cwd=cwd)
         self.children.append(child)
         return child
 

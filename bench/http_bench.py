@@ -5,10 +5,15 @@
    emulator's Cognito for a rotating set of customers, three rungs:
    (a) the bare WSGI app ``bench/wsgi_ok.py`` (the server's ceiling), (b) ``GET /api/me/``
    (token check and one query), (c) ``POST /api/orders/`` with 3 lines (the SQS publish on
-   commit included). req/s, p50 and p99 each, the ratios b/a and c/b, and every non-2xx.
-   Both servers run side by side and the rungs are measured in slices taken in turn, so that
-   other load on the machine weighs on each rung alike (``interleaved``); the order queue is
-   emptied meanwhile, as the worker would (``QueueDrain``).
+   commit included); and the decomposition between them, on the same shop server
+   (``bench/web_settings.py``: production settings with a bench-only URLconf):
+   (d) a plain Django view through the whole middleware stack, (e) a DRF view with no
+   authentication, (f) the same view with the Cognito authentication (a remembered token),
+   (g) ``/healthz`` (one query), (h) ``GET /api/products/`` (anonymous: the throttle, a
+   page of the catalog). req/s, p50 and p99 each, the ratio of each to a, b/a and c/b, and
+   every non-2xx. Both servers run side by side and the rungs are measured in slices taken
+   in turn, so that other load on the machine weighs on each rung alike (``interleaved``);
+   the order queue is emptied meanwhile, as the worker would (``QueueDrain``).
 2. Queries of placing an order (1 and 50 lines), of ``GET /api/orders/`` (1 and 50 orders on
    the page) and of the admin's order list (1 and 100 orders), counted with Django's
    ``CaptureQueriesContext`` in a child process on the stack's database and emulator.
@@ -16,10 +21,10 @@
 8. JWKS fetches of each gunicorn worker over rungs b and c: the ``shop_cognito_jwks_fetches``
    counter, read per process from the ``PROMETHEUS_MULTIPROC_DIR`` files.
 
-``python bench/http_bench.py [--size tiny|full] [--compare] [--profile]``: ``--compare`` runs
-the rungs under each of ``CANDIDATES`` (how ``SERVER`` was chosen); ``--profile`` records a
-py-spy profile of one worker during rungs b and c (collapsed stacks, for flamegraph.pl or
-speedscope, in the log directory).
+``python bench/http_bench.py [--size tiny|full] [--compare] [--profile [b,c,...]]``:
+``--compare`` runs the rungs under each of ``CANDIDATES`` (how ``SERVER`` was chosen);
+``--profile`` records a py-spy profile of one worker during each named rung (b and c
+unless named; collapsed stacks, for flamegraph.pl or speedscope, in the log directory).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,8 +84,10 @@ class Size:
 
 SIZES = {
     "full": Size(customers=20, products=30, warmup=3, rounds=4, slice=4, connections=8),
-    # 2 s slices: under the test suite's own load a 1 s slice of a rung completed no request.
-    "tiny": Size(customers=3, products=6, warmup=1, rounds=1, slice=2, connections=4),
+    # wrk's shortest run (1 s) per rung and no warm-up, to keep make test short with 8 rungs.
+    # Under the test suite's own load a slice may complete no request: it is taken again
+    # (``interleaved``).
+    "tiny": Size(customers=3, products=6, warmup=0, rounds=1, slice=1, connections=4),
 }
 
 
@@ -151,6 +158,7 @@ class Load:
     non2xx: int = 0
     codes: Counter[str] = field(default_factory=Counter)
     socket_errors: int = 0
+    cpu_seconds: float = 0.0  # on-CPU time of the server's workers meanwhile
 
     @classmethod
     def from_wrk(cls, data: dict) -> Load:
@@ -173,6 +181,7 @@ class Load:
             total.non2xx += part.non2xx
             total.codes.update(part.codes)
             total.socket_errors += part.socket_errors
+            total.cpu_seconds += part.cpu_seconds
         return total
 
     @property
@@ -197,16 +206,27 @@ class Load:
         return self.percentile_ms(99)
 
     @property
+    def cpu_ms(self) -> float:
+        """Workers' CPU per request: what a request costs the server, which other load on
+        the machine moves far less than it moves throughput."""
+        return self.cpu_seconds * 1000 / self.requests if self.requests else float("nan")
+
+    @property
     def bad(self) -> int:
         return self.non2xx + self.socket_errors
 
 
 @dataclass(frozen=True)
 class Rung:
-    label: str
+    label: str  # its letter first
     url: str
     script: str
     args: tuple[str, ...] = ()
+    server: int = 0  # the gunicorn master's pid (its workers' CPU is counted)
+
+    @property
+    def letter(self) -> str:
+        return self.label.split()[0]
 
 
 def wrk_load(*, rung: Rung, seconds: float, connections: int, log: Path) -> Load:
@@ -276,8 +296,11 @@ def child_run(stack: Stack, mode: str, *args: str, **env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def gunicorn_start(stack: Stack, *, name: str, app: list[str], server: Server, **env) -> Child:
-    """gunicorn as the Dockerfile runs it (logging config, tmp dir, access log), on loopback."""
+def gunicorn_start(
+    stack: Stack, *, name: str, app: list[str], server: Server, cwd: Path = ROOT, **env
+) -> Child:
+    """gunicorn as the Dockerfile runs it (logging config, tmp dir, access log), on loopback,
+    with the code of ``cwd`` (this checkout, or ``--before``'s)."""
     port = free_port()
     command = [
         str(BIN / "gunicorn"),
@@ -293,7 +316,7 @@ def gunicorn_start(stack: Stack, *, name: str, app: list[str], server: Server, *
         "-",
         *server.args(),
     ]
-    child = stack.spawn(name, command, **env)
+    child = stack.spawn(name, command, cwd=cwd, **env)
     child.url = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(f"{child.url}/healthz"), timeout=60, what=f"{name} to answer")
     wait_for(
@@ -407,12 +430,17 @@ def run(
     size: str,
     log_dir: Path,
     server: Server = SERVER,
-    profile: bool = False,
+    profile: tuple[str, ...] = (),
     sql: bool = True,
+    before: Path | None = None,
+    dimensions: Size | None = None,
 ) -> list[Figure]:
-    dimensions = SIZES[size]
+    """Figures 1, 2, 7 and 8. ``before``: another checkout (say the commit before a change),
+    served by a second shop gunicorn beside this one, whose rungs b-h (b', c', ...) are
+    measured in the same interleaved run, each right after this checkout's."""
+    dimensions = dimensions or SIZES[size]
     wrk_path()
-    profiler = Profiler(enabled=profile, log_dir=log_dir)
+    profiler = Profiler(enabled=bool(profile), log_dir=log_dir)
     wrk_log = log_dir / "wrk.log"
     with contextlib.ExitStack() as cleanup:
         with moto_environment():
@@ -434,34 +462,54 @@ def run(
         metrics_dir = log_dir / "prometheus-web"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
+        shop_env = {
+            # Production settings with the decomposition views (bench/web_settings.py).
+            "DJANGO_SETTINGS_MODULE": "bench.web_settings",
+            "ORDER_PLACEMENT_RATE": "1000000/s",
+            "ANONYMOUS_REQUEST_RATE": "1000000/s",
+        }
         web = gunicorn_start(
             stack,
             name="gunicorn-shop",
             app=["shop.wsgi"],
             server=server,
-            ORDER_PLACEMENT_RATE="1000000/s",
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+            **shop_env,
         )
-        rungs = [
-            Rung("a bare WSGI", bare.url, "ok.lua"),
-            Rung("b GET /api/me/", web.url, "me.lua", (str(token_file),)),
-            Rung(
-                "c POST /api/orders/ 3 lines",
-                web.url,
-                "order.lua",
-                (str(token_file), str(sku_file)),
-            ),
-        ]
+        rungs = rungs_of(bare=bare, shop=web, tokens=token_file, skus=sku_file)
+        if before is not None:
+            old = gunicorn_start(
+                stack,
+                name="gunicorn-shop-before",
+                app=["shop.wsgi"],
+                server=server,
+                cwd=before,
+                PROMETHEUS_MULTIPROC_DIR=str(log_dir / "prometheus-web-before"),
+                **shop_env,
+            )
+            cleanup.callback(old.stop)
+            paired = rungs_of(bare=bare, shop=old, tokens=token_file, skus=sku_file)
+            rungs = [
+                rungs[0],
+                *[
+                    rung
+                    for mine, theirs in zip(rungs[1:], paired[1:], strict=True)
+                    for rung in (
+                        mine,
+                        replace(theirs, label=f"{theirs.letter}' {theirs.label[2:]}"),
+                    )
+                ],
+            ]
         loads = interleaved(rungs, dimensions=dimensions, log=wrk_log)
-        if profile:
-            worker = children_pids(web.pid)[0]
-            seconds = dimensions.rounds * dimensions.slice
-            for rung, name in zip(rungs[1:], ("me", "order"), strict=True):
-                profiler.start(pid=worker, name=name, seconds=seconds)
+        worker = children_pids(web.pid)[0]
+        seconds = dimensions.rounds * dimensions.slice
+        for rung in rungs if profile else []:
+            if rung.letter in profile:
+                profiler.start(pid=worker, name=rung.letter, seconds=seconds)
                 load = wrk_load(
                     rung=rung, seconds=seconds, connections=dimensions.connections, log=wrk_log
                 )
-                profiler.stop(f"{load.rps:.0f} req/s")
+                profiler.stop(f"{rung.label}: {load.rps:.0f} req/s")
         workers = children_pids(web.pid)
         rss = {pid: rss_peak_mib(pid) or 0.0 for pid in workers}
         fetches = jwks_fetches_per_process(metrics_dir)
@@ -500,19 +548,72 @@ def run(
     return figures
 
 
+def rungs_of(*, bare: Child, shop: Child, tokens: Path, skus: Path) -> list[Rung]:
+    """Rungs a-c (issue 6) and the decomposition d-h (issue 15), in the order measured."""
+    token = str(tokens)
+
+    def on_shop(label: str, script: str, *args: str) -> Rung:
+        return Rung(label, shop.url, script, args, server=shop.pid)
+
+    return [
+        Rung("a bare WSGI", bare.url, "ok.lua", server=bare.pid),
+        on_shop("b GET /api/me/", "me.lua", token),
+        on_shop("c POST /api/orders/ 3 lines", "order.lua", token, str(skus)),
+        on_shop("d Django view, all middleware", "get.lua", "/bench/django/"),
+        on_shop("e DRF view, no auth", "get.lua", "/api/bench/drf/"),
+        on_shop("f DRF view, Cognito auth", "get.lua", "/api/bench/drf-cognito/", token),
+        on_shop("g /healthz", "get.lua", "/healthz"),
+        on_shop("h GET /api/products/", "get.lua", "/api/products/"),
+    ]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Time the processes' threads have spent on a CPU (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[0])
+    return total / 1e9
+
+
+def measured_slice(rung: Rung, *, seconds: float, connections: int, log: Path) -> Load:
+    """One wrk run, with the CPU the rung's server workers spent meanwhile."""
+    workers = children_pids(rung.server) if rung.server else []
+    before = cpu_seconds(workers)
+    load = wrk_load(rung=rung, seconds=seconds, connections=connections, log=log)
+    load.cpu_seconds = cpu_seconds(workers) - before
+    return load
+
+
+#: Slices of a rung taken again at most, when one completed no request (``interleaved``).
+EMPTY_SLICE_RETRIES = 5
+
+
 def interleaved(rungs: list[Rung], *, dimensions: Size, log: Path) -> list[Load]:
-    """Each rung warmed up, then measured in slices taken in turn (a, b, c, a, b, c, ...).
+    """Each rung warmed up, then measured in slices taken in turn, every other round in the
+    reverse order (a, b, c, c, b, a, a, b, c, ...).
 
     The machine's other load (other people's tests) then weighs on every rung alike, so the
-    ratios between rungs hold even when the absolute numbers move.
+    ratios between rungs hold even when the absolute numbers move; the reversed rounds cancel
+    what a rung's place in the round does to it (with ``--before``, one run of the same
+    code on both servers measured the second of each pair 5-15% faster in forward rounds
+    only). A slice that completed no request (a tiny run's 1 s under a test suite's load) is
+    taken again, a few times at most.
     """
     options = {"connections": dimensions.connections, "log": log}
-    for rung in rungs:
-        wrk_load(rung=rung, seconds=dimensions.warmup, **options)  # first requests, pools
-    slices: dict[Rung, list[Load]] = {rung: [] for rung in rungs}
-    for _ in range(dimensions.rounds):
+    if dimensions.warmup:
         for rung in rungs:
-            slices[rung].append(wrk_load(rung=rung, seconds=dimensions.slice, **options))
+            wrk_load(rung=rung, seconds=dimensions.warmup, **options)  # first requests, pools
+    slices: dict[Rung, list[Load]] = {rung: [] for rung in rungs}
+    for number in range(dimensions.rounds):
+        for rung in rungs if number % 2 == 0 else rungs[::-1]:
+            slices[rung].append(measured_slice(rung, seconds=dimensions.slice, **options))
+    for rung in rungs:
+        for _ in range(EMPTY_SLICE_RETRIES):
+            if any(part.requests for part in slices[rung]):
+                break
+            slices[rung].append(measured_slice(rung, seconds=dimensions.slice, **options))
     return [Load.merged(slices[rung]) for rung in rungs]
 
 
@@ -521,8 +622,11 @@ def request_figures(
 ) -> list[Figure]:
     group = "1 requests"
     figures = []
+    ceiling = loads[0]
     for rung, measured in zip(rungs, loads, strict=True):
         tail = measured.p99_ms / measured.p50_ms if measured.p50_ms else float("inf")
+        # Issue 6 set the tail's target for a, b and c; the decomposition rungs have none.
+        tail_target = "< 4x p50" if rung.letter in "abc" else ""
         figures += [
             Figure(
                 group,
@@ -534,20 +638,44 @@ def request_figures(
             Figure(group, f"{rung.label}: p50", round(measured.p50_ms, 2), "ms"),
             Figure(
                 group,
+                f"{rung.label}: worker CPU per request",
+                round(measured.cpu_ms, 3),
+                "ms",
+                note="on-CPU time of the server's workers over the slices / requests",
+            ),
+            Figure(
+                group,
                 f"{rung.label}: p99",
                 round(measured.p99_ms, 2),
                 "ms",
-                "< 4x p50",
-                tail < 4,
+                tail_target,
+                tail < 4 if tail_target else None,
                 f"{tail:.1f}x p50",
             ),
         ]
-    ceiling, me, order = loads
-    b_a, c_b = me.rps / ceiling.rps, order.rps / me.rps
+        if rung.letter != "a":
+            ratio = measured.rps / ceiling.rps
+            target = ">= 0.25" if rung.letter == "b" else ""
+            figures.append(
+                Figure(
+                    group,
+                    f"ratio {rung.letter}/a",
+                    round(ratio, 3),
+                    "",
+                    target,
+                    ratio >= 0.25 if target else None,
+                    rung.label,
+                )
+            )
+    by_letter = {rung.letter: measured for rung, measured in zip(rungs, loads, strict=True)}
+    c_b = by_letter["c"].rps / by_letter["b"].rps
     bad = sum(measured.bad for measured in loads)
+    figures.append(Figure(group, "ratio c/b", round(c_b, 3), "", ">= 0.30", c_b >= 0.30))
+    if "b'" in by_letter:  # --before
+        figures.append(
+            Figure(group, "ratio c'/b'", round(by_letter["c'"].rps / by_letter["b'"].rps, 3))
+        )
     figures += [
-        Figure(group, "ratio b/a", round(b_a, 3), "", ">= 0.25", b_a >= 0.25),
-        Figure(group, "ratio c/b", round(c_b, 3), "", ">= 0.30", c_b >= 0.30),
         Figure(
             group,
             "non-2xx responses and socket errors",
@@ -556,8 +684,7 @@ def request_figures(
             "0",
             bad == 0 and placed["unqueued"] == 0,
             "; ".join(
-                f"{rung.label.split()[0]}: {dict(m.codes) or 0} non-2xx, {m.socket_errors} "
-                "socket errors"
+                f"{rung.letter}: {dict(m.codes) or 0} non-2xx, {m.socket_errors} socket errors"
                 for rung, m in zip(rungs, loads, strict=True)
             )
             + f"; {placed['orders']} orders placed, {placed['unqueued']} of them not queued "
@@ -719,12 +846,42 @@ def sql_figures(counts: dict) -> list[Figure]:
     ]
 
 
+def decomposition(figures: list[Figure]) -> str:
+    """Rung by rung, one line each: req/s, p50, p99 and the ratio to a (also rows above)."""
+    rows = {f.name: f.value for f in figures if f.group == "1 requests"}
+    lines = [f"{'rung':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/a':>6} {'CPU ms':>7}"]
+    for name in rows:
+        if name.endswith(": throughput"):
+            label = name.removesuffix(": throughput")
+            ratio = rows.get(f"ratio {label.split()[0]}/a", 1.0)
+            lines.append(
+                f"{label:<34} {rows[name]:>8} {rows[f'{label}: p50']:>7} "
+                f"{rows[f'{label}: p99']:>7} {ratio:>6} "
+                f"{rows[f'{label}: worker CPU per request']:>7}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--compare", action="store_true", help="every server in CANDIDATES")
-    parser.add_argument("--profile", action="store_true", help="py-spy of one worker (b, c)")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="b,c",
+        default="",
+        help="py-spy of one worker during each rung named (letters; default b,c)",
+    )
     parser.add_argument("--log-dir", type=Path)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (the code before a change): its rungs b'-h' in the same run",
+    )
+    parser.add_argument("--rounds", type=int, help="slices per rung (default: the size's)")
+    parser.add_argument("--slice", type=float, help="seconds per slice (default: the size's)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per rung")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("child_args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -742,10 +899,20 @@ def main() -> int:
             size=options.size,
             log_dir=log_dir / server.label.replace(" ", "-"),
             server=server,
-            profile=options.profile,
+            profile=tuple(letter for letter in options.profile.split(",") if letter),
+            before=options.before.resolve() if options.before else None,
+            dimensions=replace(
+                SIZES[options.size],
+                **{
+                    name: value
+                    for name in ("rounds", "slice", "warmup")
+                    if (value := getattr(options, name)) is not None
+                },
+            ),
             sql=not options.compare,
         )
         print(f"\n{server.label} ({time.monotonic() - started:.0f} s, logs in {log_dir})")
+        print(decomposition(figures))
         for figure in figures:
             verdict = {True: "met", False: "NOT MET", None: ""}[figure.met]
             print(

@@ -43,7 +43,7 @@ G9 = "9 SES throttling and duplicates"
 #: ``workers`` of CONCURRENCY (2) processes each: four sending processes in a full run.
 SIZES = {
     "full": {"orders": 300, "rate": 10, "workers": 2},
-    "tiny": {"orders": 16, "rate": 8, "workers": 1},
+    "tiny": {"orders": 8, "rate": 8, "workers": 1},
 }
 
 

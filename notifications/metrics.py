@@ -3,7 +3,8 @@
 An interface, like ``tasks``: it listens to the confirmation task from outside (``task_success``
 with the result ``"sent"``, ``task_failure``), in the process that ran it (a pool child; see
 ``shop.metrics`` for the multiprocess mode), and registers the live queue-depth collector
-for ``/metrics`` (``METRICS_QUEUE_DEPTH``: not in the public API service). Imported by
+for ``/metrics`` (``METRICS_QUEUE_DEPTH``: not in the public API service) and the outbox's
+gauges (every web service: a database read). Imported by
 ``NotificationsConfig.ready``.
 """
 
@@ -14,10 +15,15 @@ from typing import Any
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, task_success
 from django.conf import settings
+from django.db import DatabaseError
 
 from notifications import queue, ses
-from shop import metrics
+from shop import metrics, outbox
 
+# Every web service: the outbox is in the database, no AWS call.
+metrics.live_collector_register(
+    metrics.OutboxCollector(stats=outbox.outbox_stats, unavailable=(DatabaseError,))
+)
 if settings.METRICS_QUEUE_DEPTH:  # not in the public API service (no queue reads there)
     metrics.live_collector_register(
         metrics.QueueDepthCollector(stats=queue.queue_stats, unavailable=(queue.QueueUnavailable,))

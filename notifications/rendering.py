@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from pybars import Compiler, PybarsError, strlist
 
 from orders.models import Order
 
@@ -60,9 +59,18 @@ def money_format(*, amount: Decimal | str | int, currency: str) -> str:
     return f"{value:,.2f} {currency}"
 
 
+def _pybars():
+    """pybars3, imported on first use: its import builds its grammar (about 0.6 s of CPU), which
+    a process that renders nothing (gunicorn, most management commands) need not pay. A worker
+    still pays it before it forks its pool: its system check compiles the templates."""
+    import pybars
+
+    return pybars
+
+
 def _money_helper(this: Any, amount: Any, currency: Any) -> str:
     """``{{money amount currency}}``. Arguments may arrive as ``strlist`` (see ``_unescaped``)."""
-    if isinstance(amount, strlist):
+    if isinstance(amount, _pybars().strlist):
         amount = str(amount)
     return money_format(amount=amount, currency=str(currency).strip())
 
@@ -81,6 +89,7 @@ HELPERS: dict[str, Callable[..., Any]] = {"money": _money_helper}
 # its context, and every helper result, wrapped in a `strlist`. Empty strings stay `""`, so
 # `{{#if}}` keeps treating them as false (a one-element list would be true).
 def _unescaped(value: Any) -> Any:
+    strlist = _pybars().strlist
     if isinstance(value, strlist):  # already safe (a list: must not be walked as one)
         return value
     if isinstance(value, str):
@@ -163,9 +172,10 @@ def _compile(*, path: Path) -> Template:
     problems = template_check(source)
     if problems:
         raise TemplateError(f"{path.name}: " + "; ".join(problems))
+    pybars = _pybars()
     try:
-        template = Compiler().compile(source)
-    except PybarsError as exc:
+        template = pybars.Compiler().compile(source)
+    except pybars.PybarsError as exc:
         raise TemplateError(f"{path.name}: {exc}") from exc
     _compilations[(os.getpid(), path.name)] += 1
     return template

@@ -94,6 +94,12 @@ def email_request(*, order: Order, kind: str) -> OrderEmail:
     """
     notification = OrderEmail.objects.create(order=order, kind=kind, status=EmailStatus.PENDING)
     _task_add(notification)
+    logger.info(
+        "recorded %s email for order %s (its task in the outbox)",
+        kind,
+        order.pk,
+        extra={"order_id": order.pk},
+    )
     return notification
 
 

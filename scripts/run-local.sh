@@ -58,7 +58,10 @@ fi
 
 "$PY" manage.py migrate --noinput
 # --order-events: the OrderPlaced topic and a demo queue subscribed to it (README).
-"$PY" manage.py provision_aws --order-events --env-file "$ENV_FILE"
+# FIFO_QUEUES=true make run: a FIFO order queue and DLQ instead (shop-orders.fifo).
+fifo=()
+[[ "${FIFO_QUEUES:-false}" == "true" ]] && fifo=(--fifo)
+"$PY" manage.py provision_aws --order-events "${fifo[@]}" --env-file "$ENV_FILE"
 set -a; . "$ENV_FILE"; set +a
 "$PY" manage.py load_demo_products
 "$PY" manage.py dev_admin

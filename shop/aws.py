@@ -1,7 +1,8 @@
 """boto3 clients, built once per process and configured from settings only.
 
-Every AWS client of the project comes from here, so each follows ``AWS_REGION`` and
-``AWS_ENDPOINT_URL`` (the emulator locally, unset on AWS). Clients are cached per
+Every AWS client of the project comes from here, so each follows ``AWS_REGION`` and its
+service's endpoint: boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` over ``AWS_ENDPOINT_URL`` (the
+emulator locally, unset on AWS). Clients are cached per
 (service, region, endpoint): tests that move the endpoint get fresh clients.
 """
 
@@ -39,16 +40,18 @@ def _single_attempt_config() -> Config:
     )
 
 
-def _endpoint(service_name: str) -> str:
+def endpoint_url(service_name: str) -> str:
+    """The service's endpoint: ``AWS_ENDPOINT_URL_<SERVICE>`` if set, else ``AWS_ENDPOINT_URL``
+    ("" on AWS: boto3's regional default). SESv2 follows SES, as django-ses's setting does."""
     if service_name in ("ses", "sesv2"):
         return settings.AWS_SES_ENDPOINT_URL
-    return settings.AWS_ENDPOINT_URL
+    return settings.AWS_ENDPOINT_URLS.get(service_name) or settings.AWS_ENDPOINT_URL
 
 
 def client(service_name: str, *, bounded: bool = False, single_attempt: bool = False) -> Any:
     """The process's client for the service; ``bounded``: 1 s connect, 2 s read, no retry;
     ``single_attempt``: no retry, read timeout ``SES_READ_TIMEOUT``."""
-    endpoint = _endpoint(service_name)
+    endpoint = endpoint_url(service_name)
     key = (service_name, settings.AWS_REGION, endpoint, bounded, single_attempt)
     global _session
     with _lock:

@@ -62,6 +62,8 @@ from celery.worker.request import Request
 from kombu.message import Message
 from kombu.transport import SQS
 
+from shop.sqs_envelope import EnvelopeError, kombu_envelope_check
+
 logger = logging.getLogger(__name__)
 
 
@@ -125,35 +127,18 @@ class PoisonTolerantChannel(SQS.Channel):
 
     def _is_kombu_message(self, payload: dict) -> bool:
         """Whether kombu can build, acknowledge and reject a message from this envelope."""
-        properties = payload["properties"]
-        delivery_info = properties.get("delivery_info", {}) if isinstance(properties, dict) else 0
-        if not isinstance(delivery_info, dict):
-            return False
-        routing_key = delivery_info.get("routing_key")
-        texts = (
-            payload.get("content-type"),
-            payload.get("content-encoding"),
-            delivery_info.get("exchange"),
-            routing_key,
-        )
-        if not (
-            isinstance(payload.get("headers"), dict | None)
-            and isinstance(payload.get("body"), str)
-            and all(isinstance(text, str | None) for text in texts)
-            # kombu acknowledges and rejects with the client of the queue named here, and
-            # raises for a queue that is not predefined.
-            and (
-                routing_key is None
-                or not self.predefined_queues
-                or routing_key in self.predefined_queues
-            )
-        ):
-            return False
         try:
-            self.decode_body(payload["body"], properties.get("body_encoding"))
-        except Exception:
+            kombu_envelope_check(payload)
+        except EnvelopeError:
             return False
-        return True
+        routing_key = payload["properties"].get("delivery_info", {}).get("routing_key")
+        # kombu acknowledges and rejects with the client of the queue named here, and raises
+        # for a queue that is not predefined.
+        return (
+            routing_key is None
+            or not self.predefined_queues
+            or (routing_key in self.predefined_queues)
+        )
 
 
 class PoisonTolerantTransport(SQS.Transport):

@@ -150,6 +150,46 @@ class QueueDepthCollector(Collector):
         )
 
 
+class OutboxCollector(Collector):
+    """``shop_outbox_pending``, ``shop_outbox_oldest_age_seconds``, ``shop_outbox_failing``:
+    what the outbox holds (``stats()``: an object with ``pending``, ``oldest_age_seconds`` and
+    ``failing``), read from the database at each scrape. Absent when it cannot be read."""
+
+    def __init__(self, *, stats: Callable[[], Any], unavailable: tuple[type[Exception], ...]):
+        self._stats = stats
+        self._unavailable = unavailable
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        pending, oldest, failing = self._families()
+        try:
+            stats = self._stats()
+        except self._unavailable as exc:
+            logger.warning("outbox gauges not available for /metrics: %s", exc)
+            return
+        pending.add_metric([], stats.pending)
+        oldest.add_metric([], stats.oldest_age_seconds)
+        failing.add_metric([], stats.failing)
+        yield from (pending, oldest, failing)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "shop_outbox_pending", "Outbox rows not yet published (due or backing off)."
+            ),
+            GaugeMetricFamily(
+                "shop_outbox_oldest_age_seconds",
+                "Age of the oldest outbox row, seconds (0 when the outbox is empty).",
+            ),
+            GaugeMetricFamily(
+                "shop_outbox_failing", "Outbox rows whose last publish failed (backing off)."
+            ),
+        )
+
+
 _live_collectors: list[Collector] = []
 
 

@@ -24,7 +24,13 @@ class Plan:
 
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    #: Service name ("sqs", "ses"...) -> endpoint, over ``endpoint_url`` (boto3's
+    #: ``AWS_ENDPOINT_URL_<SERVICE>`` convention).
+    endpoint_urls: dict[str, str] = field(default_factory=dict)
     queue_name: str = "shop-orders"
+    #: FIFO queues (the order queue and its DLQ, both named ``*.fifo``); also implied by a
+    #: ``queue_name`` ending in ``.fifo``.
+    fifo: bool = False
     max_receive_count: int = 3
     visibility_timeout: int = 30
     user_pool_name: str = "shop-customers"
@@ -64,7 +70,8 @@ def provision(plan: Plan) -> Result:
     session = boto3.session.Session()
 
     def client(name: str) -> Any:
-        return session.client(name, region_name=plan.region, endpoint_url=plan.endpoint_url)
+        endpoint = plan.endpoint_urls.get(name) or plan.endpoint_url
+        return session.client(name, region_name=plan.region, endpoint_url=endpoint or None)
 
     created: list[str] = []
     queue_url, dlq_url = queues_provision(client("sqs"), plan, created)
@@ -83,9 +90,16 @@ def queues_provision(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str
 
     ``sqs`` is a boto3 SQS client: the tests pass their own to recreate the pair per test.
     """
-    dlq_name = f"{plan.queue_name}-dlq"
+    base = plan.queue_name.removesuffix(".fifo")
+    fifo = plan.fifo or plan.queue_name.endswith(".fifo")
+    queue_name = f"{base}.fifo" if fifo else base
+    dlq_name = f"{base}-dlq.fifo" if fifo else f"{base}-dlq"
+    # A FIFO queue's dead-letter queue must be FIFO too. No content-based deduplication: every
+    # sender names its MessageDeduplicationId (kombu: a UUID; the relay: the outbox row).
+    fifo_attributes = {"FifoQueue": "true"} if fifo else {}
     dlq_url = sqs.create_queue(
-        QueueName=dlq_name, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+        QueueName=dlq_name,
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600), **fifo_attributes},
     )["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -97,13 +111,15 @@ def queues_provision(sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str
             {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(plan.max_receive_count)}
         ),
     }
-    existing = sqs.list_queues(QueueNamePrefix=plan.queue_name).get("QueueUrls", [])
-    queue_url = next((url for url in existing if url.rsplit("/", 1)[-1] == plan.queue_name), "")
+    existing = sqs.list_queues(QueueNamePrefix=queue_name).get("QueueUrls", [])
+    queue_url = next((url for url in existing if url.rsplit("/", 1)[-1] == queue_name), "")
     if queue_url:
         sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=attributes)
     else:
-        queue_url = sqs.create_queue(QueueName=plan.queue_name, Attributes=attributes)["QueueUrl"]
-        created.append(f"queue {plan.queue_name} (DLQ {dlq_name})")
+        queue_url = sqs.create_queue(
+            QueueName=queue_name, Attributes={**attributes, **fifo_attributes}
+        )["QueueUrl"]
+        created.append(f"queue {queue_name} (DLQ {dlq_name})")
     return queue_url, dlq_url
 
 

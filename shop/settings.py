@@ -14,6 +14,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from corsheaders.defaults import default_headers
@@ -271,6 +272,22 @@ DRF_STANDARDIZED_ERRORS = {
 AWS_REGION = env.str("AWS_REGION", default="us-east-1")
 # boto3's standard variable; unset on AWS. Every AWS client of the project follows it.
 AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default=DEV_AWS_ENDPOINT_URL if DEBUG else "")
+# boto3's service-specific variables (``AWS_ENDPOINT_URL_<service id>``) win over it for their
+# service, as in boto3 itself. boto3 reads them only when a client is built without an
+# ``endpoint_url``; the project passes one (from settings, which tests change), so they are
+# read here, once: service name -> URL, only those set (empty counts as unset).
+AWS_ENDPOINT_URLS = {
+    service: url
+    for service, variable in (
+        ("sqs", "AWS_ENDPOINT_URL_SQS"),
+        ("sns", "AWS_ENDPOINT_URL_SNS"),
+        ("ses", "AWS_ENDPOINT_URL_SES"),
+        ("cognito-idp", "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"),
+    )
+    if (url := env.str(variable, default=""))
+}
+AWS_SQS_ENDPOINT_URL = AWS_ENDPOINT_URLS.get("sqs", AWS_ENDPOINT_URL)
+AWS_COGNITO_ENDPOINT_URL = AWS_ENDPOINT_URLS.get("cognito-idp", AWS_ENDPOINT_URL)
 ORDER_QUEUE_URL = env.str("ORDER_QUEUE_URL", default=DEV_ORDER_QUEUE_URL if DEBUG else "")
 # SNS topic that gets an `OrderPlaced` event per order (orders/events.py); empty: off.
 ORDER_EVENTS_TOPIC_ARN = env.str("ORDER_EVENTS_TOPIC_ARN", default="")
@@ -283,8 +300,8 @@ COGNITO_ISSUER = env.str("COGNITO_ISSUER", default="") or (
     f"https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}"
 )
 COGNITO_JWKS_URL = env.str("COGNITO_JWKS_URL", default="") or (
-    f"{AWS_ENDPOINT_URL.rstrip('/')}/{COGNITO_USER_POOL_ID}/.well-known/jwks.json"
-    if AWS_ENDPOINT_URL
+    f"{AWS_COGNITO_ENDPOINT_URL.rstrip('/')}/{COGNITO_USER_POOL_ID}/.well-known/jwks.json"
+    if AWS_COGNITO_ENDPOINT_URL
     else f"{COGNITO_ISSUER}/.well-known/jwks.json"
 )
 COGNITO_REQUIRE_EMAIL_VERIFIED = env.bool("COGNITO_REQUIRE_EMAIL_VERIFIED", default=True)
@@ -302,7 +319,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 AWS_SES_REGION_NAME = AWS_REGION
 AWS_SES_REGION_ENDPOINT = f"email.{AWS_REGION}.amazonaws.com"
 # boto3's service-specific variable, if set, wins for SES (as it does in boto3 itself).
-AWS_SES_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL_SES", default="") or AWS_ENDPOINT_URL
+AWS_SES_ENDPOINT_URL = AWS_ENDPOINT_URLS.get("ses", AWS_ENDPOINT_URL)
 # django-ses ignores AWS_ENDPOINT_URL and reads its own setting.
 AWS_SES_REGION_ENDPOINT_URL = AWS_SES_ENDPOINT_URL or None
 # SES's send rate for the whole fleet, sends per second (notifications.send_rate: one
@@ -417,8 +434,14 @@ WORKER_METRICS_ADDR = env.str(
 
 # --- Celery on SQS (see README "Celery over SQS") ---------------------------------------
 # Predefined queue only: the app never calls CreateQueue/ListQueues. Credentials come from the
-# standard chain (environment or IAM role); the endpoint from AWS_ENDPOINT_URL via boto3.
-ORDER_QUEUE_NAME = "orders"
+# standard chain (environment or IAM role). The endpoint: AWS_ENDPOINT_URL_SQS, else
+# AWS_ENDPOINT_URL, named in the broker URL (kombu's SQS transport builds its clients' endpoint
+# from the URL's host and port, and the scheme from ``is_secure``); none: boto3's own default.
+# A FIFO order queue (its URL ends in .fifo, and so must its DLQ's): kombu wants the name of
+# a predefined FIFO queue to end in .fifo too. Messages then carry a MessageGroupId (the order)
+# and a MessageDeduplicationId (shop.sqs_envelope.fifo_fields).
+ORDER_QUEUE_FIFO = ORDER_QUEUE_URL.endswith(".fifo")
+ORDER_QUEUE_NAME = "orders.fifo" if ORDER_QUEUE_FIFO else "orders"
 # Every email of an order (confirmation, shipped, cancelled): the message carries its id.
 EMAIL_TASK_NAME = "notifications.send_email"
 # The first version's task (an order id): still registered, for messages sent before.
@@ -427,7 +450,7 @@ CONFIRMATION_TASK_NAME = "notifications.send_order_confirmation"
 CONFIRMATION_RETRY_DELAYS = [
     int(delay) for delay in env.list("CONFIRMATION_RETRY_DELAYS", default=["30", "120", "600"])
 ]
-CELERY_BROKER_URL = "sqs://"
+CELERY_BROKER_URL = f"sqs://{urlsplit(AWS_SQS_ENDPOINT_URL).netloc}"
 # kombu's SQS transport and Celery's consumer, hardened so that poison messages are rejected
 # into the dead-letter queue: never deleted, never fatal to the worker (see the module).
 CELERY_BROKER_TRANSPORT = "shop.celery_sqs:PoisonTolerantTransport"
@@ -435,7 +458,7 @@ CELERY_WORKER_CONSUMER = "shop.celery_sqs:PoisonTolerantConsumer"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     # kombu picks http/https from this option, not from the URL.
-    "is_secure": not AWS_ENDPOINT_URL.startswith("http://"),
+    "is_secure": not AWS_SQS_ENDPOINT_URL.startswith("http://"),
     # Long polling: SQS answers as soon as a message arrives, or after this many seconds.
     "wait_time_seconds": env.int("SQS_WAIT_TIME_SECONDS", default=20),
     "polling_interval": 0,

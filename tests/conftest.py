@@ -30,6 +30,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core.cache import cache
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from orders.models import Product
@@ -112,6 +113,16 @@ def queues(request) -> QueuePair:
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher():
+    """Staff users are made with a password hashed by a fast hasher, as Django's testing docs
+    advise: PBKDF2's million iterations cost each ``create_user`` about half a second of CPU
+    (a tenth of ``make check``). No test is about the hasher; processes a test starts keep
+    the production hashers (their tests log in with ``force_login``, which hashes nothing)."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from shop import aws
+from shop.sqs_envelope import Envelope, envelope_decode
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The dead-letter queue of the session's order queue (tests/aws_emulator.py provisions both).
@@ -201,9 +201,9 @@ def dlq_bodies(dlq_url: str = DLQ_URL) -> list[str]:
     return [message["Body"] for message in response.get("Messages", [])]
 
 
-def dlq_messages(dlq_url: str = DLQ_URL) -> list[dict]:
+def dlq_messages(dlq_url: str = DLQ_URL) -> list[Envelope]:
     """Peek at the DLQ's Celery messages, decoded."""
-    return [json.loads(base64.b64decode(body)) for body in dlq_bodies(dlq_url)]
+    return [envelope_decode(body) for body in dlq_bodies(dlq_url)]
 
 
 def dead_letter(order_id: int) -> str:

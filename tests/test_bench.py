@@ -63,3 +63,27 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path, module):
     assert numbers >= FIGURES[module], f"figures missing: {sorted(FIGURES[module] - numbers)}"
     # Every figure with a target was measured (its verdict is make bench's business).
     assert [f["name"] for f in figures if f["target"] and f["value"] is None] == []
+    if module == "http_bench":
+        _assert_every_rung_measured(figures)
+
+
+#: Figure 1's rungs: a-c (issue 6) and the decomposition d-h (issue 15), by their letters.
+RUNGS = "abcdefgh"
+
+
+def _assert_every_rung_measured(figures: list[dict]) -> None:
+    """Each rung's req/s, p50, p99 and ratio to a (a itself has none) have a value."""
+    values = {f["name"]: f["value"] for f in figures if f["group"].split()[0] == "1"}
+    found = {}
+    for name, value in values.items():
+        letter, _, rest = name.partition(" ")
+        for part in ("throughput", "p50", "p99"):
+            if len(letter) == 1 and rest.endswith(f": {part}"):
+                found.setdefault(letter, set()).add(part)
+                assert value is not None and value > 0, (name, value)
+    assert {letter: sorted(parts) for letter, parts in found.items()} == {
+        letter: ["p50", "p99", "throughput"] for letter in RUNGS
+    }
+    ratios = {name: value for name, value in values.items() if name.startswith("ratio ")}
+    assert set(ratios) == {f"ratio {letter}/a" for letter in RUNGS[1:]} | {"ratio c/b"}
+    assert all(value is not None and value > 0 for value in ratios.values()), ratios

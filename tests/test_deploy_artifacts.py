@@ -798,6 +798,15 @@ def test_policies_grant_exactly_what_the_processes_call(default_stack):
     assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "shop@example.com"}}
 
 
+def test_template_fifo_queues(deployed):
+    stack = deployed(FifoQueues="true")
+    orders = queue_attributes(stack.queue_url(f"{stack.queue_name}.fifo"))
+    dead = queue_attributes(stack.queue_url(f"{stack.queue_name}-dlq.fifo"))
+    assert orders["FifoQueue"] == dead["FifoQueue"] == "true"
+    assert json.loads(orders["RedrivePolicy"])["deadLetterTargetArn"] == dead["QueueArn"]
+    assert stack.outputs["OrderQueueUrl"].endswith(f"/{stack.queue_name}.fifo")
+
+
 def test_template_options_topic_roles_sender_and_receive_count(deployed):
     stack = deployed(
         MaxReceiveCount="5",
@@ -864,10 +873,13 @@ def test_what_the_emulator_skips_is_right_in_the_template():
     # The DLQ accepts redrives from the order queue only (the emulator ignores this attribute).
     allow = resources["DeadLetterQueue"]["Properties"]["RedriveAllowPolicy"]
     assert allow["redrivePermission"] == "byQueue"
+    arn = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueName}"
     assert allow["sourceQueueArns"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueName}"}
+        {"Fn::If": ["IsFifo", {"Fn::Sub": f"{arn}.fifo"}, {"Fn::Sub": arn}]}
     ]
-    assert resources["OrderQueue"]["Properties"]["QueueName"] == {"Ref": "QueueName"}
+    assert resources["OrderQueue"]["Properties"]["QueueName"] == {
+        "Fn::If": ["IsFifo", {"Fn::Sub": "${QueueName}.fifo"}, {"Ref": "QueueName"}]
+    }
 
     # The alarms: any visible message in the DLQ; SES's bounce and complaint rates.
     alarms = {

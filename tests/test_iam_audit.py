@@ -5,8 +5,10 @@ Each service's processes run with ``AWS_ENDPOINT_URL`` pointed at a counting pro
 of the session's emulator (``bench/aws_counter.py``: it sees boto3's calls and kombu's own
 pycurl polls alike) while they do everything their service does:
 
-- public API: a real gunicorn (``SHOP_SERVICE=api``) places an order (the confirmation task,
-  the OrderPlaced event) and is scraped;
+- public API: a real gunicorn (``SHOP_SERVICE=api``) places an order and is scraped: no AWS
+  call at all (the confirmation task and the OrderPlaced event go to the outbox);
+- outbox relay: a real ``manage.py outbox_relay`` publishes them (and the resend's, and the
+  refused order's task) while the admin and the worker do their part;
 - admin: the operators' commands, which run the same services as the admin's pages (queue
   health, DLQ list, redrive selected and all, delete, resend, ses_verify), and a real
   gunicorn (``SHOP_SERVICE=admin``) scraped for its queue gauges;
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import urllib.request
@@ -35,7 +38,9 @@ from bench.aws_counter import AwsCounter
 from notifications.models import EmailStatus, OrderEmail
 from orders.models import Order
 from shop import aws, provisioning
+from shop.models import OutboxMessage
 from tests.conftest import emulator_token, make_product, order_body
+from tests.outbox import Relay
 from tests.pipeline import ROOT, WebServer, Worker, database_url, dead_letter, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.worker]
@@ -45,6 +50,7 @@ BATCH = {
     "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
     "DeleteMessageBatch": "DeleteMessage",
     "SendMessageBatch": "SendMessage",
+    "PublishBatch": "Publish",  # SNS authorizes PublishBatch as sns:Publish
 }
 
 
@@ -71,22 +77,60 @@ def iam_actions(calls) -> set[str]:
     return actions
 
 
-def _manage(counter: AwsCounter, *args: str, **env: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "AWS_ENDPOINT_URL": counter.url,
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+#: The operators' commands, run one after another in ONE process of the admin service, each
+#: exactly as ``manage.py <command>`` runs it (system checks included); a Django start per
+#: command cost the test a few seconds of CPU each and added no AWS call (only actions count).
+_COMMANDS = """
+import contextlib, io, json, os, sys
+sys.path.insert(0, os.getcwd())
+import manage
+answers = sys.stdout
+for line in sys.stdin:
+    sys.argv = ["manage.py", *json.loads(line)]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            manage.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    answers.write(json.dumps([code, out.getvalue() + err.getvalue()]) + "\\n")
+    answers.flush()
+"""
+
+
+class Commands:
+    """``manage.py`` commands of one service, run in one process with its environment."""
+
+    def __init__(self, counter: AwsCounter, log, **env: str):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _COMMANDS],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": database_url(),
+                "AWS_ENDPOINT_URL": counter.url,
+                **env,
+            },
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log.open("ab"),  # logging's handlers keep the real stderr
+            text=True,
+        )
+
+    def __call__(self, *args: str) -> str:
+        self.process.stdin.write(json.dumps(args) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], 120)
+        assert ready, f"{args} gave no answer in 120 s"
+        answer = self.process.stdout.readline()
+        assert answer, f"the commands' process exited ({self.process.wait(10)}) at {args}"
+        code, output = json.loads(answer)
+        assert code == 0, (args, output)
+        return output
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        assert self.process.wait(120) == 0
 
 
 def _scrape(server: WebServer) -> str:
@@ -129,6 +173,11 @@ def test_each_service_calls_exactly_what_its_policy_grants(
         calls["api"] = iam_actions(counter.calls())
     sent_order = Order.objects.get(pk=body["id"])
 
+    # --- the outbox relay, until the end ----------------------------------------------------
+    relay_counter = AwsCounter(settings.AWS_ENDPOINT_URL).__enter__()
+    relay = Relay(tmp_path / "relay.log", {"AWS_ENDPOINT_URL": relay_counter.url}).start()
+    wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="outbox published")
+
     # --- the admin (no worker runs: the DLQ keeps what is put there) ------------------------
     with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
         admin = WebServer(
@@ -143,17 +192,20 @@ def test_each_service_calls_exactly_what_its_policy_grants(
             assert 'shop_sqs_messages{queue="' in _scrape(admin)
         finally:
             admin.stop()
-        admin_env = {"SHOP_SERVICE": "admin"}
-        _manage(counter, "queue_stats", **admin_env)
-        doomed = dead_letter(sent_order.pk)
-        redriven = dead_letter(sent_order.pk)
-        assert str(sent_order.pk) in _manage(counter, "dlq_list", **admin_env)
-        _manage(counter, "dlq_delete", "--message-id", doomed, "--yes", **admin_env)
-        _manage(counter, "dlq_redrive", "--message-id", redriven, **admin_env)
-        dead_letter(sent_order.pk)
-        _manage(counter, "dlq_redrive", **admin_env)  # "Redrive all": StartMessageMoveTask first
-        _manage(counter, "resend_confirmation", str(sent_order.pk), **admin_env)
-        _manage(counter, "ses_verify", "audit@example.com", **admin_env)
+        manage = Commands(counter, tmp_path / "commands.log", SHOP_SERVICE="admin")
+        try:
+            manage("queue_stats")
+            doomed = dead_letter(sent_order.pk)
+            redriven = dead_letter(sent_order.pk)
+            assert str(sent_order.pk) in manage("dlq_list")
+            manage("dlq_delete", "--message-id", doomed, "--yes")
+            manage("dlq_redrive", "--message-id", redriven)
+            dead_letter(sent_order.pk)
+            manage("dlq_redrive")  # "Redrive all": StartMessageMoveTask first
+            manage("resend_confirmation", str(sent_order.pk))
+            manage("ses_verify", "audit@example.com")
+        finally:
+            manage.close()
         calls["admin"] = iam_actions(counter.calls())
 
     # --- the worker ---------------------------------------------------------------------------
@@ -184,9 +236,14 @@ def test_each_service_calls_exactly_what_its_policy_grants(
         finally:
             worker.stop()
         calls["worker"] = iam_actions(counter.calls())
+    wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="outbox published")
+    relay.stop()
+    relay_counter.__exit__(None, None, None)
+    calls["relay"] = iam_actions(relay_counter.calls())
 
     granted = {
-        "api": policy_actions("ApiPolicy", "OrderEventsPublisherPolicy"),
+        "api": set(),  # no policy: the public API makes no AWS call
+        "relay": policy_actions("RelayPolicy", "OrderEventsPublisherPolicy"),
         "admin": policy_actions("AdminPolicy"),
         "worker": policy_actions("WorkerPolicy"),
     }

@@ -17,7 +17,7 @@ import schemathesis
 from django.apps import apps
 from django.core import signals
 from django.core.cache import cache
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
@@ -112,13 +112,26 @@ def wsgi_db(db):
 
 
 def _saved() -> dict:
-    """Rows of every model of the two apps, and each product's stock."""
-    saved: dict = {
-        model._meta.label: model.objects.count()
+    """Rows of every model of the two apps, and each product's stock, in one query (it runs
+    twice per example: one query per model cost this test half its time)."""
+    models = [
+        model
         for app in ("orders", "notifications")
         for model in apps.get_app_config(app).get_models()
-    }
-    saved["stock"] = dict(Product.objects.values_list("sku", "stock"))
+    ]
+    quote = connection.ops.quote_name
+    counts = ", ".join(f"(SELECT count(*) FROM {quote(model._meta.db_table)})" for model in models)
+    product = quote(Product._meta.db_table)
+    sku, stock = Product._meta.get_field("sku"), Product._meta.get_field("stock")
+    with connection.cursor() as cursor:
+        # One row per product (or one row of NULLs without any), each with every count.
+        cursor.execute(
+            f"SELECT {counts}, p.{quote(sku.column)}, p.{quote(stock.column)}"
+            f" FROM (SELECT 1 AS one) AS one LEFT JOIN {product} AS p ON 1 = 1"
+        )
+        rows = cursor.fetchall()
+    saved: dict = {model._meta.label: rows[0][n] for n, model in enumerate(models)}
+    saved["stock"] = {row[-2]: row[-1] for row in rows if row[-2] is not None}
     return saved
 
 

@@ -3,7 +3,8 @@
 - ``publish``: the confirmation task, by name, onto the predefined order queue (web, sweep).
 - ``stats``: the order queue's and its dead-letter queue's counts and settings.
 - ``dlq``: the dead-letter queue's messages: look, move back to the order queue, delete.
-- ``messages``: what a message says (task, order id), poison messages included.
+- ``messages``: what a message says (task, order id), poison messages included; the wire
+  format itself is ``shop.sqs_envelope``'s.
 - ``pair``: the client, errors, and the queue pair (the DLQ named by the redrive policy).
 """
 

@@ -8,6 +8,7 @@ own StartMessageMoveTask where the endpoint has it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from notifications.queue.pair import (
     queue_pair,
     sqs,
 )
+from shop import aws
+from shop.sqs_envelope import fifo_fields
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class DeadLetter:
     #: ApproximateFirstReceiveTimestamp: the first receive, on the order queue.
     first_received_at: datetime | None
     message_attributes: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: A FIFO queue's MessageGroupId (the order), "" on a standard queue.
+    group_id: str = ""
     receipt_handle: str = field(default="", repr=False)
 
 
@@ -94,6 +99,7 @@ def _receive(url: str, *, count: int, hold: int) -> list[DeadLetter]:
                 sent_at=_timestamp(attributes, "SentTimestamp"),
                 first_received_at=_timestamp(attributes, "ApproximateFirstReceiveTimestamp"),
                 message_attributes=message.get("MessageAttributes") or {},
+                group_id=attributes.get("MessageGroupId", ""),
                 receipt_handle=message["ReceiptHandle"],
             )
         )
@@ -237,6 +243,16 @@ def dlq_redrive(
         request: dict[str, Any] = {"QueueUrl": orders.url, "MessageBody": letter.body}
         if letter.message_attributes:
             request["MessageAttributes"] = letter.message_attributes
+        # FIFO: the same group (the order), and a FRESH deduplication id: the DLQ's copy keeps
+        # the original one, and SQS would drop a copy sent with it within 5 minutes of the
+        # original send as a duplicate (answering success), after which the DLQ delete loses it.
+        request.update(
+            fifo_fields(
+                queue_url=orders.url,
+                group_id=letter.group_id or "default",
+                deduplication_id=uuid.uuid4().hex,
+            )
+        )
         try:
             created.add(sqs().send_message(**request)["MessageId"])
         except ClientError as exc:
@@ -284,7 +300,7 @@ def dlq_delete(
 
 def dlq_move_task_available() -> bool:
     """False once this process found that the endpoint has no StartMessageMoveTask."""
-    return settings.AWS_ENDPOINT_URL not in _move_task_unsupported
+    return aws.endpoint_url("sqs") not in _move_task_unsupported
 
 
 def _no_retry(**kwargs: Any) -> bool:
@@ -311,7 +327,7 @@ def dlq_move_task_start() -> str | None:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         code = exc.response.get("Error", {}).get("Code", "")
         if status >= 500 or code in _UNSUPPORTED_CODES:
-            _move_task_unsupported.add(settings.AWS_ENDPOINT_URL)
+            _move_task_unsupported.add(aws.endpoint_url("sqs"))
         logger.warning(
             "StartMessageMoveTask not available (%s): moving the messages one by one",
             describe(exc),

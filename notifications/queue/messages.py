@@ -1,13 +1,12 @@
-"""Reading a queue message as kombu's SQS transport writes a Celery task, poison included."""
+"""What a queue message says, poison included (the format itself: ``shop.sqs_envelope``)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
+
+from shop.sqs_envelope import EnvelopeError, envelope_decode
 
 
 @dataclass(frozen=True)
@@ -24,34 +23,13 @@ class DecodedMessage:
 
 
 def message_decode(body: str) -> DecodedMessage:
-    """Read the task name and email (or order) id of a Celery message as kombu's SQS
-    transport puts it.
-
-    The SQS body is base64 (or plain) JSON of kombu's envelope; its ``body`` is base64 of the
-    task's JSON ``[args, kwargs, embed]``. Anything else is described, never raised.
-    """
-    envelope = _json(body)
-    if envelope is None:
-        envelope = _json(_b64decode(body))
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("headers"), dict):
-        return DecodedMessage(None, None, "not a Celery message")
-    task = envelope["headers"].get("task")
-    if not isinstance(task, str) or not task:
-        return DecodedMessage(None, None, "no task name")
-    properties = envelope.get("properties")
-    encoding = properties.get("body_encoding") if isinstance(properties, dict) else None
-    payload = envelope.get("body")
-    if isinstance(payload, str) and encoding == "base64":
-        payload = _b64decode(payload)
-    content = _json(payload) if isinstance(payload, str) else None
-    if not (
-        isinstance(content, list)
-        and len(content) == 3
-        and isinstance(content[0], list)
-        and isinstance(content[1], dict)
-    ):
-        return DecodedMessage(task, None, "malformed task body")
-    return _ids(task, args=content[0], kwargs=content[1])
+    """The task name and email id (first version: order id) of an email task's message;
+    anything else is described (``problem``), never raised."""
+    try:
+        envelope = envelope_decode(body)
+    except EnvelopeError as exc:
+        return DecodedMessage(exc.task_name, None, exc.problem)
+    return _ids(envelope.task_name, args=envelope.args, kwargs=envelope.kwargs)
 
 
 def _ids(task: str, *, args: list, kwargs: dict) -> DecodedMessage:
@@ -67,19 +45,3 @@ def _ids(task: str, *, args: list, kwargs: dict) -> DecodedMessage:
     if type(order_id) is not int:
         return DecodedMessage(task, None, "no order id")
     return DecodedMessage(task, order_id)
-
-
-def _json(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _b64decode(text: str) -> str | None:
-    try:
-        return base64.b64decode(text, validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None

@@ -7,9 +7,6 @@ dead-letter queue are the session emulator's, checked with boto3 behind the brow
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,6 +16,7 @@ from selenium.webdriver.support.ui import Select
 from notifications.models import EmailStatus, OrderEmail
 from orders import services
 from orders.models import Order, Product
+from shop.sqs_envelope import envelope_decode
 from tests.conftest import make_product
 from tests.pipeline import DLQ_URL, queue_counts, sqs, task_order_id, wait_for
 
@@ -60,13 +58,9 @@ def _fail(order: Order) -> None:
 
 def _order_id(body: str) -> int:
     """The order id of a confirmation task, from an SQS body as kombu's transport encodes it."""
-    envelope = json.loads(base64.b64decode(body))
-    args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-    assert envelope["headers"]["task"] in (
-        settings.EMAIL_TASK_NAME,
-        settings.CONFIRMATION_TASK_NAME,
-    )
-    return task_order_id(args, kwargs)
+    envelope = envelope_decode(body)
+    assert envelope.task_name in (settings.EMAIL_TASK_NAME, settings.CONFIRMATION_TASK_NAME)
+    return task_order_id(envelope.args, envelope.kwargs)
 
 
 def _receive(queue_url: str, **options) -> list[dict]:

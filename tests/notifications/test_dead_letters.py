@@ -21,6 +21,7 @@ from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderE
 from orders import services as order_services
 from orders.models import Order
 from shop import aws
+from shop.sqs_envelope import envelope_encode
 from tests.conftest import make_product
 from tests.pipeline import (
     DLQ_URL,
@@ -131,16 +132,26 @@ def test_dlq_list_limit_and_an_order_that_no_longer_exists(queues):
 def test_message_decode_reads_celery_messages_and_describes_the_rest():
     assert queue.message_decode("{}").problem == "not a Celery message"
     assert queue.message_decode("bm90IGpzb24=").problem == "not a Celery message"
-    envelope = {"headers": {"task": "other.task"}, "body": "W10=", "properties": {}}
-    assert queue.message_decode(json.dumps(envelope)).problem == "malformed task body"
-    envelope["body"] = json.dumps([[], {"order_id": 7}, {}])
-    assert queue.message_decode(json.dumps(envelope)) == queue.DecodedMessage(
-        "other.task", None, "not an email task"
+    poison = {"headers": {"task": "other.task"}, "body": "W10=", "properties": {}}
+    assert queue.message_decode(json.dumps(poison)) == queue.DecodedMessage(
+        "other.task", None, "malformed task body"
     )
-    envelope["headers"]["task"] = settings.CONFIRMATION_TASK_NAME
-    assert queue.message_decode(json.dumps(envelope)).order_id == 7
-    envelope["body"] = json.dumps([[], {"order_id": True}, {}])
-    assert queue.message_decode(json.dumps(envelope)).problem == "no order id"
+    assert queue.message_decode(
+        envelope_encode(task_name="other.task", kwargs={"order_id": 7})
+    ) == queue.DecodedMessage("other.task", None, "not an email task")
+    task = settings.CONFIRMATION_TASK_NAME
+    assert queue.message_decode(envelope_encode(task_name=task, kwargs={"order_id": 7})) == (
+        queue.DecodedMessage(task, 7)
+    )
+    assert queue.message_decode(envelope_encode(task_name=task, args=(8,))).order_id == 8
+    no_id = envelope_encode(task_name=task, kwargs={"order_id": True})
+    assert queue.message_decode(no_id).problem == "no order id"
+    email_task = settings.EMAIL_TASK_NAME
+    assert queue.message_decode(
+        envelope_encode(task_name=email_task, kwargs={"email_id": 9})
+    ) == queue.DecodedMessage(email_task, None, email_id=9)
+    no_email = envelope_encode(task_name=email_task, kwargs={"email_id": "9"})
+    assert queue.message_decode(no_email).problem == "no email id"
 
 
 @pytest.mark.django_db

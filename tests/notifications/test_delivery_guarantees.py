@@ -12,6 +12,7 @@ from notifications import queue
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
+from shop.models import OutboxMessage
 from tests.conftest import make_product
 from tests.pipeline import lock_waiters, queue_counts, row_locked, sent_emails, wait_for
 
@@ -105,6 +106,8 @@ def test_sigterm_lets_the_running_task_finish(workers):
         shipping_address=ADDRESS,
         lines=[services.LineRequest(sku="MUG", quantity=1)],
     )
+    # Published first: on SQLite the lock below is the whole database's, the relay's too.
+    wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="task published")
     with row_locked(order.pk):
         wait_for(
             lambda: "send_order_confirmation" in worker.text() and "received" in worker.text(),

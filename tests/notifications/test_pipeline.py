@@ -94,7 +94,7 @@ def test_unverified_customer_goes_to_the_dlq_after_max_receive_count(
     order = _place(api_client, bob_token)
 
     dead = wait_for(lambda: dlq_messages(DLQ_URL), timeout=60, what="message in the DLQ")
-    assert [m["headers"]["task"] for m in dead] == [settings.EMAIL_TASK_NAME]
+    assert [m.task_name for m in dead] == [settings.EMAIL_TASK_NAME]
     notification = _notification(order)
     assert notification.status == "failed"
     assert notification.attempts == 3

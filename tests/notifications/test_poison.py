@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 
 from notifications.models import OrderEmail
+from shop.sqs_envelope import envelope_encode, envelope_replace
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import Worker, dlq_bodies, queue_counts, sqs, wait_for
 
@@ -36,60 +37,25 @@ DLQ_TIMEOUT = 50
 
 
 def _b64(text: str) -> str:
+    """Base64 of text that is no Celery message at all (kombu reads base64 bodies first)."""
     return base64.b64encode(text.encode()).decode()
 
 
-def _kombu_message(
-    body: str,
-    *,
-    headers: dict,
-    content_type: str = "application/json",
-    routing_key: str = settings.ORDER_QUEUE_NAME,
-) -> str:
-    """A message as Celery publishes it through kombu's SQS transport (base64 envelope)."""
-    return _b64(
-        json.dumps(
-            {
-                "body": _b64(body),
-                "content-encoding": "utf-8",
-                "content-type": content_type,
-                "headers": headers,
-                "properties": {
-                    "correlation_id": headers.get("id"),
-                    "delivery_mode": 2,
-                    "delivery_info": {"exchange": "", "routing_key": routing_key},
-                    "priority": 0,
-                    "body_encoding": "base64",
-                    "delivery_tag": str(uuid.uuid4()),
-                },
-            }
-        )
-    )
-
-
-def _task_headers(task: str) -> dict:
-    task_id = str(uuid.uuid4())
-    return {
-        "lang": "py",
-        "task": task,
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "eta": None,
-        "expires": None,
-        "retries": 0,
-        "timelimit": [None, None],
-        "argsrepr": "()",
-        "kwargsrepr": "{}",
-        "origin": "test_poison",
-        "ignore_result": True,
-    }
-
-
 def _task_message(task: str, **kwargs) -> str:
-    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return _kombu_message(json.dumps([[], kwargs, embed]), headers=_task_headers(task))
+    """A well-formed confirmation-shaped task message, as the app publishes it."""
+    return envelope_encode(task_name=task, kwargs=kwargs)
+
+
+def _kombu_message(
+    task_body: str, *, headers: dict | None = None, routing_key: str | None = None
+) -> str:
+    """A real kombu message whose task body (and headers, routing key) are replaced."""
+    return envelope_replace(
+        _task_message(settings.CONFIRMATION_TASK_NAME),
+        task_body=task_body,
+        headers=headers,
+        routing_key=routing_key,
+    )
 
 
 def _send(body: str) -> str:
@@ -129,13 +95,9 @@ POISON = {
     # (d) a well-formed Celery message for a task no worker has
     "unknown task": lambda: _task_message("notifications.no_such_task", order_id=1),
     # a Celery message whose body does not decode: stock Celery acknowledged (deleted) it
-    "undecodable task body": lambda: _kombu_message(
-        f"{{not json {_token()}", headers=_task_headers(settings.CONFIRMATION_TASK_NAME)
-    ),
+    "undecodable task body": lambda: _kombu_message(f"{{not json {_token()}"),
     # a Celery message whose body is JSON of the wrong shape: stock Celery's worker stopped
-    "malformed task body": lambda: _kombu_message(
-        json.dumps({"order_id": _token()}), headers=_task_headers(settings.CONFIRMATION_TASK_NAME)
-    ),
+    "malformed task body": lambda: _kombu_message(json.dumps({"order_id": _token()})),
 }
 
 
@@ -169,13 +131,12 @@ def test_broken_kombu_messages_end_in_the_dlq(api_client, alice_token, workers):
             {"body": f"!{_token()}", "properties": {"body_encoding": "base64"}}
         ),
         "headers not a dict": json.dumps({"body": "e30=", "headers": _token(), "properties": {}}),
-        "routed to a queue that is not predefined": _kombu_message(
-            json.dumps([[], {"order_id": 10**9}, {}]),
-            headers=_task_headers(settings.CONFIRMATION_TASK_NAME),
+        "routed to a queue that is not predefined": envelope_replace(
+            _task_message(settings.CONFIRMATION_TASK_NAME, order_id=10**9),
             routing_key="elsewhere",
         ),
         "task but no body": json.dumps(
-            {"headers": _task_headers(settings.CONFIRMATION_TASK_NAME), "properties": {}}
+            {"headers": {"task": settings.CONFIRMATION_TASK_NAME, "id": _token()}, "properties": {}}
         ),
     }
     message_ids = {name: _send(poison) for name, poison in poisons.items()}

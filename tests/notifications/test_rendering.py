@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pybars
 import pytest
 
 from notifications import rendering
@@ -214,8 +219,36 @@ def test_templates_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_compiler() -> None:
         raise AssertionError("compiled again")
 
-    monkeypatch.setattr(rendering, "Compiler", no_compiler)
+    monkeypatch.setattr(pybars, "Compiler", no_compiler)
     assert confirmation_render_context(context=make_context()).text
+
+
+_IMPORTS_PYBARS = """
+import sys
+import django
+django.setup()
+import shop.urls  # what a gunicorn worker imports: the admin, the services, notifications
+print(f"web: {'pybars' in sys.modules}")
+from django.core.checks import run_checks
+run_checks()  # what a Celery worker runs before it forks its pool
+print(f"checked: {'pybars' in sys.modules}")
+"""
+
+
+@pytest.mark.subprocess
+def test_only_rendering_or_the_system_check_imports_pybars() -> None:
+    """pybars3's import costs a process about 0.6 s of CPU: a web process never pays it; the
+    system check (a worker runs it before forking its pool) does, and compiles."""
+    process = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PYBARS],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.split() == ["web:", "False", "checked:", "True"]
 
 
 # --- From the database ---------------------------------------------------------------------

@@ -10,9 +10,7 @@ all along, the emulator's sent mail, the worker's process and its log.
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
 import os
 import re
 import signal
@@ -24,6 +22,7 @@ from django.conf import settings
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
+from shop.sqs_envelope import Envelope
 from tests.conftest import make_product
 from tests.faults import DepthSampler, sender_pid
 from tests.pipeline import DLQ_URL, dlq_messages, sent_emails, sqs, task_order_id, wait_for
@@ -91,9 +90,8 @@ def _peek(queue_url: str) -> list[dict]:
     return response.get("Messages", [])
 
 
-def _order_of(message: dict) -> int:
-    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-    return task_order_id(args, kwargs)
+def _order_of(message: Envelope) -> int:
+    return task_order_id(message.args, message.kwargs)
 
 
 @pytest.mark.parametrize("kills", [1, 2], ids=["killed once", "killed twice in a row"])
@@ -146,7 +144,7 @@ def test_a_message_that_kills_its_child_on_every_delivery_ends_in_the_dlq(worker
         dead = wait_for(lambda: dlq_messages(DLQ_URL), timeout=60, what="message in the DLQ")
         wait_for(lambda: depths.samples[-1].dead == 1, timeout=10, what="the DLQ's count")
 
-    assert [m["headers"]["task"] for m in dead] == [settings.EMAIL_TASK_NAME]
+    assert [m.task_name for m in dead] == [settings.EMAIL_TASK_NAME]
     assert [_order_of(m) for m in dead] == [order.pk]
     assert worker.process.poll() is None, "the worker's main process died"
     log = worker.text()

@@ -167,7 +167,10 @@ def test_web_lines_about_an_order_carry_its_id_and_no_later_request_does(tmp_pat
     assert any(r["logger"] == "gunicorn.error" for r in records)
     for order_id in ids:
         queued = [
-            r for r in records if r["message"] == f"queued confirmation email for order {order_id}"
+            r
+            for r in records
+            if r["message"]
+            == f"recorded confirmation email for order {order_id} (its task in the outbox)"
         ]
         assert [r["order_id"] for r in queued] == [order_id]
     not_found = [r for r in records if "/no-such-page" in r["message"]]

@@ -264,3 +264,53 @@ def test_an_unknown_port_is_a_failed_attempt_not_a_crash(queues, settings):
     counts = relay_once()
     assert (counts.published, counts.failed) == (0, 1)
     assert OutboxMessage.objects.get().attempts == 1
+
+
+# --- seeing it ----------------------------------------------------------------------------
+
+
+def test_metrics_show_the_outbox_pending_oldest_and_failing(client, queues, proxy, settings):
+    from tests.shop.test_metrics import scrape
+
+    def gauges() -> tuple[float, float, float]:
+        seen = scrape(client, REMOTE_ADDR="127.0.0.1")
+        return (
+            seen[("shop_outbox_pending", ())],
+            seen[("shop_outbox_oldest_age_seconds", ())],
+            seen[("shop_outbox_failing", ())],
+        )
+
+    assert gauges() == (0, 0, 0)
+    make_product(sku="MUG", stock=5)
+    _place()
+    _place()
+    OutboxMessage.objects.update(created_at=timezone.now() - timedelta(seconds=90))
+    pending, oldest, failing = gauges()
+    assert (pending, failing) == (2, 0) and 90 <= oldest < 120
+    proxy.down("sqs")
+    relay_once()
+    assert gauges()[::2] == (2, 2)  # both failing now
+    proxy.up("sqs")
+    OutboxMessage.objects.update(available_at=None)
+    relay_once()
+    assert gauges() == (0, 0, 0)
+
+
+def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues, proxy):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("ops-viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_orderemail"))
+    client.force_login(user)
+    make_product(sku="MUG", stock=5)
+    _place()
+    html = client.get("/admin/").content.decode()
+    assert '<tr id="outbox">' in html and "1 pending" in html and "failing" not in html
+    proxy.refuse_entries(lambda entry: True)
+    relay_once()
+    html = client.get("/admin/").content.decode()
+    assert "1 pending" in html and "1 failing" in html
+    row = OutboxMessage.objects.get()
+    assert f"#{row.pk} sqs_task after 1 attempt(s)" in html
+    assert "InternalError: refused by the test&#x27;s proxy" in html  # escaped, as all text

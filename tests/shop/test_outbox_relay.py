@@ -9,6 +9,7 @@ outside too: the queue's messages, the outbox rows, SES's sent mail, the logs.
 from __future__ import annotations
 
 import re
+import uuid
 from collections import Counter
 
 import pytest
@@ -117,10 +118,11 @@ def test_a_relay_killed_mid_batch_and_restarted_loses_no_email_and_sends_none_tw
     there, and the restarted relay publishes them again once their lease ends. Every order
     gets its email once; the duplicates are counted (each is a skipped delivery)."""
     lease = {"OUTBOX_LEASE_SECONDS": "2"}
+    customer = f"relay-{uuid.uuid4().hex[:8]}@example.com"  # SES's store outlives the test
     with AwsProxy(settings.AWS_ENDPOINT_URL) as proxy:
         proxy.withhold("SendMessageBatch")
         first = relays("first", AWS_ENDPOINT_URL=proxy.url, **lease)
-        orders = _place(5)
+        orders = _place(5, email=customer)
         wait_for(proxy.withheld.is_set, timeout=30, what="a batch sent, its answer held")
         first.kill()  # SIGKILL, mid-batch
         proxy.release()
@@ -144,7 +146,7 @@ def test_a_relay_killed_mid_batch_and_restarted_loses_no_email_and_sends_none_tw
     finally:
         kill_all([worker])
     # No order without its email, none twice; the duplicates the crash made are counted.
-    assert _subjects_by_order("alice@") == {o.pk: 1 for o in orders}
+    assert _subjects_by_order(customer) == {o.pk: 1 for o in orders}
     duplicates = len(re.findall(r"outcome=skipped", worker.text()))
     assert duplicates == skipped == in_sqs, worker.text()[-2000:]
 

@@ -5,7 +5,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from shop import provisioning
+from shop import aws, provisioning
 
 
 class Command(BaseCommand):
@@ -26,22 +26,33 @@ class Command(BaseCommand):
             "subscribed to its OrderPlaced events; writes ORDER_EVENTS_TOPIC_ARN.",
         )
         parser.add_argument(
+            "--fifo",
+            action="store_true",
+            help="FIFO queues: the order queue <name>.fifo and its DLQ <name>-dlq.fifo (implied "
+            "when ORDER_QUEUE_URL ends in .fifo); writes their ORDER_QUEUE_URL.",
+        )
+        parser.add_argument(
             "--allow-aws",
             action="store_true",
             help="Allow running without AWS_ENDPOINT_URL, i.e. against a real AWS account.",
         )
 
     def handle(self, *args, **options):
-        if not settings.AWS_ENDPOINT_URL and not options["allow_aws"]:
+        services = ["sqs", "cognito-idp", "ses"] + (["sns"] if options["order_events"] else [])
+        on_aws = [service for service in services if not aws.endpoint_url(service)]
+        if on_aws and not options["allow_aws"]:
             raise CommandError(
-                "AWS_ENDPOINT_URL is not set, so this would create resources in a real AWS "
+                f"No endpoint for {', '.join(on_aws)} (AWS_ENDPOINT_URL, or "
+                "AWS_ENDPOINT_URL_<SERVICE>), so this would create resources in a real AWS "
                 "account. Use the CloudFormation template, or pass --allow-aws."
             )
         queue_name = urlparse(settings.ORDER_QUEUE_URL).path.rstrip("/").rsplit("/", 1)[-1]
         plan = provisioning.Plan(
             region=settings.AWS_REGION,
             endpoint_url=settings.AWS_ENDPOINT_URL or None,
+            endpoint_urls={service: aws.endpoint_url(service) for service in services},
             queue_name=queue_name or "shop-orders",
+            fifo=options["fifo"],
             max_receive_count=options["max_receive_count"],
             visibility_timeout=options["visibility_timeout"],
             sender=settings.DEFAULT_FROM_EMAIL,
