@@ -1,7 +1,7 @@
 # One image for every process of the shop; only the command differs (README "Docker"):
 #   web (default)  gunicorn shop.wsgi ...
 #   worker         celery -A shop worker --loglevel INFO
-#   sweep          python manage.py confirmation_sweep --older-than 600
+#   relay          python manage.py outbox_relay
 #   release step   python manage.py migrate
 FROM python:3.11-slim-bookworm
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the whole shop on this machine, with moto's server playing AWS.
-#   scripts/run-local.sh          emulator + migrate + provision + demo data + web + worker
+#   scripts/run-local.sh          emulator + migrate + provision + demo data + web + worker + relay
 #   scripts/run-local.sh token E  print a fresh ID token for demo customer E (shop running)
 #   scripts/run-local.sh manage C  run manage.py C against the running shop's emulator
 set -euo pipefail
@@ -79,8 +79,8 @@ PROMETHEUS_MULTIPROC_DIR=var/metrics/worker WORKER_METRICS_PORT=$WORKER_METRICS_
   .venv/bin/celery -A shop worker --loglevel INFO --concurrency 2 >var/worker.log 2>&1 &
 pids+=($!)
 
-echo "starting the confirmation sweep, every 60 s (log var/sweep.log)"
-( while sleep 60; do "$PY" manage.py confirmation_sweep --older-than 60; done ) >var/sweep.log 2>&1 &
+echo "starting the outbox relay (log var/relay.log)"
+"$PY" manage.py outbox_relay >var/relay.log 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 100); do
@@ -118,7 +118,7 @@ Then fix it as an operator would (README "Operating the shop"):
   make -s manage CMD="ses_verify bob@example.com"    # verify the address in SES
   make -s manage CMD="dlq_redrive"                   # or "Redrive all" on the admin page
 
-Logs: var/web.log, var/worker.log, var/sweep.log, var/moto.log.  Ctrl-C stops everything.
+Logs: var/web.log, var/worker.log, var/relay.log, var/moto.log.  Ctrl-C stops everything.
 MSG
 
 # Stop everything when any one of them exits.

@@ -521,11 +521,11 @@ def test_readme_docker_lines_are_the_image_commands():
         (published,) = web.options["-p"]
         assert published.endswith(f":{port}"), published
         assert "--no-healthcheck" not in web.options
-    # The other processes: worker, sweep, migrate. None serves HTTP, so none is health-checked.
+    # The other processes: worker, relay, migrate. None serves HTTP, so none is health-checked.
     worker = readme_run("celery", "-A", "shop", "worker")
-    sweep = readme_run("python", "manage.py", "confirmation_sweep")
+    relay = readme_run("python", "manage.py", "outbox_relay")
     migrate = readme_run("python", "manage.py", "migrate")
-    for run in (worker, sweep, migrate):
+    for run in (worker, relay, migrate):
         assert "--no-healthcheck" in run.options, run.command
     assert len(runs) == 5
 
@@ -661,27 +661,28 @@ def test_the_public_api_and_the_admin_run_as_separate_services_of_the_image(cont
 
 
 @pytest.mark.subprocess
-def test_migrate_and_sweep_commands_run_in_the_image(context):
+def test_migrate_and_relay_commands_run_in_the_image(context):
     env = container_env(context)
-    for run, expected in (
-        (readme_run("python", "manage.py", "migrate"), r"Apply|No migrations to apply"),
-        (
-            readme_run("python", "manage.py", "confirmation_sweep"),
-            r"sweep: 0 pending older than 600s, 0 queued, 0 failed",
-        ),
+    relay = readme_run("python", "manage.py", "outbox_relay").command
+    for command, expected in (
+        (readme_run("python", "manage.py", "migrate").command, r"Apply|No migrations to apply"),
+        # The relay's own command, one pass (it runs until SIGTERM otherwise).
+        ([*relay, "--once"], r"outbox: 0 published \(none\), 0 failed"),
+        # The old sweep's schedule still works: one pass too.
+        (["python", "manage.py", "confirmation_sweep", "--older-than", "600"], r"outbox: 0 "),
     ):
         result = subprocess.run(
-            executable(run.command), cwd=context, env=env, capture_output=True, text=True,
+            executable(command), cwd=context, env=env, capture_output=True, text=True,
             timeout=120,
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         assert re.search(expected, result.stdout), result.stdout
-    # The help of the sweep, as an operator would read it.
+    # The help of the relay, as an operator would read it.
     result = subprocess.run(
-        executable(["python", "manage.py", "help", "confirmation_sweep"]),
+        executable(["python", "manage.py", "help", "outbox_relay"]),
         cwd=context, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 0 and "--older-than" in result.stdout
+    assert result.returncode == 0 and "--once" in result.stdout and "SIGTERM" in result.stdout
 
 
 @pytest.mark.subprocess
@@ -735,7 +736,7 @@ def test_template_deploys_with_its_defaults(default_stack):
         "DeadLetterQueueArn",
         "SesConfigurationSetName",
         "SesEventsTopicArn",
-        "ApiPolicyArn",
+        "RelayPolicyArn",
         "AdminPolicyArn",
         "WorkerPolicyArn",
     }
@@ -765,9 +766,10 @@ def test_template_deploys_with_its_defaults(default_stack):
 def test_policies_grant_exactly_what_the_processes_call(default_stack):
     outputs = default_stack.outputs
     orders, dlq = outputs["OrderQueueArn"], outputs["DeadLetterQueueArn"]
-    # The public API publishes confirmation tasks, and nothing else: no DLQ, no queue reads.
-    assert grants(outputs["ApiPolicyArn"]) == {("sqs:SendMessage", orders)}
-    # The admin: queue health, the DLQ pages and their redrive/delete, resend, ses_verify.
+    # The public API has no policy (its orders go to the outbox). The outbox relay publishes
+    # confirmation tasks, and nothing else: no DLQ, no queue reads.
+    assert grants(outputs["RelayPolicyArn"]) == {("sqs:SendMessage", orders)}
+    # The admin: queue health, the DLQ pages and their redrive/delete, ses_verify.
     assert grants(outputs["AdminPolicyArn"]) == {
         ("sqs:SendMessage", orders),
         ("sqs:GetQueueAttributes", orders),
@@ -824,6 +826,7 @@ def test_template_options_topic_roles_sender_and_receive_count(deployed):
         "OrderEventsTopicArn",
         "OrderEventsPublisherPolicyArn",
         "ApiRoleArn",
+        "RelayRoleArn",
         "AdminRoleArn",
         "WorkerRoleArn",
     } <= set(outputs)
@@ -844,7 +847,7 @@ def test_template_options_topic_roles_sender_and_receive_count(deployed):
     # The roles: assumable by the given service only. (Which policies they carry is checked
     # in the template: the emulator ignores a role's ManagedPolicyArns.)
     iam = aws.client("iam")
-    for role_output in ("ApiRoleArn", "AdminRoleArn", "WorkerRoleArn"):
+    for role_output in ("ApiRoleArn", "RelayRoleArn", "AdminRoleArn", "WorkerRoleArn"):
         role = iam.get_role(RoleName=outputs[role_output].rsplit("/", 1)[1])["Role"]
         trust = role["AssumeRolePolicyDocument"]
         if isinstance(trust, str):
@@ -960,16 +963,17 @@ def test_what_the_emulator_skips_is_right_in_the_template():
     assert template["Parameters"]["SesEventsWebhookUrl"]["AllowedPattern"] == "^$|^https://[^\\s]+$"
 
     # Each role carries its service's policies (the emulator ignores ManagedPolicyArns).
-    assert resources["ApiRole"]["Properties"]["ManagedPolicyArns"] == {
+    assert "ManagedPolicyArns" not in resources["ApiRole"]["Properties"]  # no AWS call
+    assert resources["RelayRole"]["Properties"]["ManagedPolicyArns"] == {
         "Fn::If": [
             "CreateOrderEvents",
-            [{"Ref": "ApiPolicy"}, {"Ref": "OrderEventsPublisherPolicy"}],
-            [{"Ref": "ApiPolicy"}],
+            [{"Ref": "RelayPolicy"}, {"Ref": "OrderEventsPublisherPolicy"}],
+            [{"Ref": "RelayPolicy"}],
         ]
     }
     assert resources["AdminRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "AdminPolicy"}]
     assert resources["WorkerRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "WorkerPolicy"}]
-    for role in ("ApiRole", "AdminRole", "WorkerRole"):
+    for role in ("ApiRole", "RelayRole", "AdminRole", "WorkerRole"):
         assert resources[role]["Condition"] == "CreateRoles"
 
 

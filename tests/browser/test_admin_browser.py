@@ -18,6 +18,7 @@ from orders import services
 from orders.models import Order, Product
 from shop.sqs_envelope import envelope_decode
 from tests.conftest import make_product
+from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, queue_counts, sqs, task_order_id, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess]  # Chromium and its driver
@@ -71,7 +72,9 @@ def _receive(queue_url: str, **options) -> list[dict]:
 
 
 def _take(queue_url: str) -> list[int]:
-    """Receive and delete every message of a queue; the order ids they carry, sorted."""
+    """Publish the outbox (as the relay does), then receive and delete every message of a
+    queue; the order ids they carry, sorted."""
+    relay_once()
     order_ids = []
     while batch := _receive(queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30):
         for message in batch:
@@ -87,6 +90,8 @@ def _dead_letter(order: Order) -> str:
     counted more than the queue's maxReceiveCount receives and moved it, as it does after a
     worker failed that often.
     """
+
+    relay_once()  # the order's task on the queue, as the relay publishes it
 
     def moved() -> list[dict]:
         _receive(settings.ORDER_QUEUE_URL, MaxNumberOfMessages=1, VisibilityTimeout=0)

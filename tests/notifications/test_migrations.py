@@ -66,6 +66,42 @@ def test_each_ses_message_id_becomes_a_row_and_comes_back(old_schema):
     assert ConfirmationEmail.objects.get(pk=pending.pk).ses_message_id == ""
 
 
+def test_every_pending_email_gets_its_outbox_row(settings):
+    """The deploy that brings the outbox: nothing still pending is left behind (the sweep that
+    used to re-publish such records is gone)."""
+    before = [
+        ("notifications", "0005_send_rate"),
+        ("shop", "0002_outbox_notify"),
+        ("orders", "0004_lifecycle"),
+    ]
+    apps = _migrate(before)
+    try:
+        ConfirmationEmail = apps.get_model("notifications", "ConfirmationEmail")
+        never_queued = ConfirmationEmail.objects.create(order=_order(apps, 1), status="pending")
+        queued = ConfirmationEmail.objects.create(
+            order=_order(apps, 2), status="pending", queued_at=dt.datetime.now(dt.UTC)
+        )
+        for n, status in enumerate(("sent", "failed", "suppressed"), start=3):
+            ConfirmationEmail.objects.create(order=_order(apps, n), status=status)
+        assert apps.get_model("shop", "OutboxMessage").objects.count() == 0
+
+        apps = _migrate([("notifications", "0006_pending_emails_to_outbox")])
+        rows = apps.get_model("shop", "OutboxMessage").objects.order_by("id")
+        assert [(r.kind, r.destination, r.payload["kwargs"], r.group_id) for r in rows] == [
+            (
+                "sqs_task",
+                settings.ORDER_QUEUE_URL,
+                {"order_id": record.order_id},
+                str(record.order_id),
+            )
+            for record in (never_queued, queued)
+        ]
+        assert {r.payload["task"] for r in rows} == {settings.CONFIRMATION_TASK_NAME}
+        assert all(r.available_at is None and r.attempts == 0 for r in rows)  # due now
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
 def test_confirmation_records_become_order_emails_and_keep_their_permissions():
     """0007: each ConfirmationEmail row is an OrderEmail of kind ``confirmation`` (its history
     and SES ids with it); staff granted "Can view confirmation email" can view order emails."""

@@ -23,6 +23,7 @@ from shop.models import OutboxKind, OutboxMessage
 from shop.outbox_relay import outbox_claim
 from tests.aws_proxy import AwsProxy
 from tests.conftest import make_product, order_body
+from tests.notifications.test_fifo import fifo_queues  # noqa: F401 (a fixture)
 from tests.outbox import relay_once
 from tests.pipeline import drain, free_port, sqs
 
@@ -314,3 +315,32 @@ def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues
     row = OutboxMessage.objects.get()
     assert f"#{row.pk} sqs_task after 1 attempt(s)" in html
     assert "InternalError: refused by the test&#x27;s proxy" in html  # escaped, as all text
+
+
+def test_on_a_fifo_queue_the_order_is_the_group_and_the_row_the_deduplication_id(
+    settings,
+    fifo_queues,  # noqa: F811 (the fixture imported above)
+):
+    from shop.outbox_relay import outbox_publish
+
+    url, _ = fifo_queues
+    settings.ORDER_QUEUE_URL = url
+    make_product(sku="MUG", stock=5)
+    order = _place()
+    [row] = OutboxMessage.objects.all()
+    assert row.destination == url
+    assert relay_once().published == 1
+    # A relay that crashed after SQS took the batch publishes the same row again: SQS (here
+    # the emulator, while the first copy is still queued) drops it as a duplicate.
+    assert outbox_publish(rows=[row]).published == 1
+    messages = sqs().receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=0,
+        VisibilityTimeout=30,
+        MessageSystemAttributeNames=["All"],
+    )["Messages"]
+    [message] = messages
+    assert message["Attributes"]["MessageGroupId"] == str(order.pk)
+    assert message["Attributes"]["MessageDeduplicationId"] == str(row.pk)
+    assert _order_of(message["Body"]) == order.pk
