@@ -165,6 +165,10 @@ def email_for_order(*, order_id: int, kind: str = EmailKind.CONFIRMATION) -> Ord
     return OrderEmail.objects.filter(order_id=order_id, kind=kind).first()
 
 
+def email_order_id(*, email_id: int) -> int | None:
+    return OrderEmail.objects.filter(pk=email_id).values_list("order_id", flat=True).first()
+
+
 def email_label(*, email_id: int) -> str:
     """How log lines name an email: ``<kind> order=<id>`` (``email=<id>`` if unknown)."""
     found = OrderEmail.objects.filter(pk=email_id).values_list("kind", "order_id")

@@ -19,6 +19,7 @@ from django.db import close_old_connections
 
 from notifications import services
 from shop.celery_sqs import ReturnLater, SqsRequest
+from shop.logging import context_bind
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,18 @@ def _database_connections_tidy(sender=None, **kwargs) -> None:
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return
     close_old_connections()
+
+
+@task_prerun.connect
+def _order_bind(sender=None, kwargs=None, **_) -> None:
+    """An email task's message names the email only: every line of the task (Celery's own
+    "succeeded" / "raised" line included) names the order too, read here once. Runs after
+    ``shop.logging``'s own prerun handler, which clears and binds the task's ids."""
+    email_id = (kwargs or {}).get("email_id")
+    if getattr(sender, "name", None) == settings.EMAIL_TASK_NAME and type(email_id) is int:
+        order_id = services.email_order_id(email_id=email_id)
+        if order_id is not None:
+            context_bind(order_id=order_id)
 
 
 @worker_init.connect

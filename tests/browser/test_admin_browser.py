@@ -243,3 +243,8 @@ def test_staff_ship_an_order_with_its_tracking_details(staff, queues):
     assert not browser.find_all("a.ship-order") and not browser.find_all("a.cancel-order")
     order.refresh_from_db()
     assert (order.status, order.carrier, order.tracking_number) == ("shipped", "DHL", "JD014600")
+    # The customer's "your order has shipped" email is recorded, its task in the outbox.
+    shipped = OrderEmail.objects.get(order=order, kind="shipped")
+    assert shipped.status == EmailStatus.PENDING
+    relay_once()
+    assert _take(settings.ORDER_QUEUE_URL) == [order.pk, order.pk]  # confirmation, shipped
