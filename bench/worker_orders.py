@@ -98,7 +98,14 @@ def direct_publish(order_id: int) -> None:
     from shop.models import OutboxMessage
 
     confirmation_enqueue(order_id=order_id)
-    OutboxMessage.objects.filter(payload__kwargs__order_id=order_id).delete()
+    # The order's email task names its email (kind confirmation: the order's only one yet).
+    OutboxMessage.objects.filter(payload__kwargs__email_id__in=_email_ids(order_id)).delete()
+
+
+def _email_ids(order_id: int) -> list[int]:
+    from notifications.models import OrderEmail
+
+    return list(OrderEmail.objects.filter(order_id=order_id).values_list("pk", flat=True))
 
 
 def bulk(args: argparse.Namespace) -> dict:
