@@ -11,10 +11,11 @@
    (d) a plain Django view through the whole middleware stack, (e) a DRF view with no
    authentication, (f) the same view with the Cognito authentication (a remembered token),
    (g) ``/healthz`` (one query), (h) ``GET /api/products/`` (anonymous: the throttle, a
-   page of the catalog). req/s, p50 and p99 each, the ratio of each to a, b/a and c/b, and
-   every non-2xx. Both servers run side by side and the rungs are measured in slices taken
-   in turn, so that other load on the machine weighs on each rung alike (``interleaved``);
-   the order queue is emptied meanwhile, as the worker would (``QueueDrain``).
+   page of the catalog). req/s, p50, p99 and the workers' CPU per request each, the ratio of
+   each to a, b/a and c/b, and every non-2xx. Both servers run side by side and the rungs
+   are measured in slices taken in turn, so that other load on the machine weighs on each
+   rung alike (``interleaved``); the order queue is emptied meanwhile, as the worker would
+   (``QueueDrain``).
 2. Queries of placing an order (1 and 50 lines), of ``GET /api/orders/`` (1 and 50 orders on
    the page) and of the admin's order list (1 and 100 orders), counted with Django's
    ``CaptureQueriesContext`` in a child process on the stack's database and emulator.
@@ -22,8 +23,11 @@
 8. JWKS fetches of each gunicorn worker over rungs b and c: the ``shop_cognito_jwks_fetches``
    counter, read per process from the ``PROMETHEUS_MULTIPROC_DIR`` files.
 
-``python bench/http_bench.py [--size tiny|full] [--compare] [--profile [b,c,...]]``:
+``python bench/http_bench.py [--size tiny|full] [--compare] [--profile [b,c,...]]
+[--before DIR] [--rounds N] [--slice S] [--warmup S]``:
 ``--compare`` runs the rungs under each of ``CANDIDATES`` (how ``SERVER`` was chosen);
+``--before`` serves another checkout (the code before a change) from a second gunicorn and
+measures its rungs b'-h' in the same run (bench/README.md, "Measuring a change");
 ``--profile`` records a py-spy profile of one worker during each named rung (b and c
 unless named; collapsed stacks, for flamegraph.pl or speedscope, in the log directory).
 """
@@ -603,9 +607,9 @@ def interleaved(rungs: list[Rung], *, dimensions: Size, log: Path) -> list[Load]
     The machine's other load (other people's tests) then weighs on every rung alike, so the
     ratios between rungs hold even when the absolute numbers move; the reversed rounds cancel
     what a rung's place in the round does to it (with ``--before``, one run of the same
-    code on both servers measured the second of each pair 5-15% faster in forward rounds
-    only). A slice that completed no request (a tiny run's 1 s under a test suite's load) is
-    taken again, a few times at most.
+    code on both servers, all rounds forward, measured the second of each pair 2-17% faster
+    for six of the seven pairs). A slice that completed no request (a tiny run's 1 s under
+    a test suite's load) is taken again, a few times at most.
     """
     options = {"connections": dimensions.connections, "log": log}
     if dimensions.warmup:

@@ -85,11 +85,13 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, user and message middleware, for everything but /api/ (the token API
+    # reads no cookie): shop/middleware.py.
+    "shop.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "shop.middleware.AuthenticationMiddleware",
+    "shop.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -467,8 +469,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
             "backoff_tasks": [CONFIRMATION_TASK_NAME],
         }
     },
-    # Bounded calls: a broken SQS must not hold a web request (the publish after an order
-    # commits) for more than a second or two. Long polls go through kombu's own async client.
+    # Bounded calls: kombu's boto3 client (the worker's acknowledgements and visibility
+    # changes; no web request publishes any more: the outbox relay does, with shop.aws's
+    # client). Long polls go through kombu's own async client.
     "client-config": {
         "connect_timeout": 1,
         "read_timeout": 2,
@@ -494,8 +497,8 @@ OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60)
 # A failed publish is tried again after base, 2 x base, 4 x base... at most max seconds.
 OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=1)
 OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=60)
-# No publish retries: a failed publish leaves the record `pending` for the sweep
-# (`manage.py confirmation_sweep`), which is the retry, instead of holding the request.
+# No publish retries: the shop publishes through the outbox relay (shop/outbox_relay.py),
+# whose rows are the retry; Celery's own publish (tests, benchmarks) fails fast.
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = ORDER_QUEUE_NAME
 CELERY_TASK_CREATE_MISSING_QUEUES = False

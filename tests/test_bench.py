@@ -70,20 +70,22 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path, module):
 
 #: Figure 1's rungs: a-c (issue 6) and the decomposition d-h (issue 15), by their letters.
 RUNGS = "abcdefgh"
+PARTS = ("throughput", "p50", "p99", "worker CPU per request")
 
 
 def _assert_every_rung_measured(figures: list[dict]) -> None:
-    """Each rung's req/s, p50, p99 and ratio to a (a itself has none) have a value."""
+    """Each rung's req/s, p50, p99, worker CPU per request and ratio to a (a itself has
+    none) have a value."""
     values = {f["name"]: f["value"] for f in figures if f["group"].split()[0] == "1"}
     found = {}
     for name, value in values.items():
         letter, _, rest = name.partition(" ")
-        for part in ("throughput", "p50", "p99"):
+        for part in PARTS:
             if len(letter) == 1 and rest.endswith(f": {part}"):
                 found.setdefault(letter, set()).add(part)
                 assert value is not None and value > 0, (name, value)
     assert {letter: sorted(parts) for letter, parts in found.items()} == {
-        letter: ["p50", "p99", "throughput"] for letter in RUNGS
+        letter: sorted(PARTS) for letter in RUNGS
     }
     ratios = {name: value for name, value in values.items() if name.startswith("ratio ")}
     assert set(ratios) == {f"ratio {letter}/a" for letter in RUNGS[1:]} | {"ratio c/b"}

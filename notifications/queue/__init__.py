@@ -1,6 +1,8 @@
 """Amazon SQS: the only package of notifications that talks to SQS.
 
-- ``publish``: the confirmation task, by name, onto the predefined order queue (web, sweep).
+- ``publish``: the confirmation task, by name, onto the predefined order queue with Celery's
+  own ``send_task`` (tests and benchmarks; the shop itself publishes through the outbox
+  relay, ``shop.outbox_relay``).
 - ``stats``: the order queue's and its dead-letter queue's counts and settings.
 - ``dlq``: the dead-letter queue's messages: look, move back to the order queue, delete.
 - ``messages``: what a message says (task, order id), poison messages included; the wire

@@ -12,8 +12,8 @@ from notifications import queue
 from notifications.models import ConfirmationEmail
 from orders import services
 from orders.models import Order
-from shop.models import OutboxMessage
 from tests.conftest import make_product
+from tests.outbox import relay_once
 from tests.pipeline import lock_waiters, queue_counts, row_locked, sent_emails, wait_for
 
 pytestmark = [
@@ -98,7 +98,6 @@ def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(work
 
 @pytest.mark.visibility_timeout(10)  # the task holds its message while it waits for the lock
 def test_sigterm_lets_the_running_task_finish(workers):
-    worker = workers(SES_SANDBOX="false")
     make_product(sku="MUG", stock=10)
     order = services.order_place(
         customer_id="term",
@@ -106,9 +105,11 @@ def test_sigterm_lets_the_running_task_finish(workers):
         shipping_address=ADDRESS,
         lines=[services.LineRequest(sku="MUG", quantity=1)],
     )
-    # Published first: on SQLite the lock below is the whole database's, the relay's too.
-    wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="task published")
+    # Published here, before the lock (on SQLite the lock is the whole database's, which a
+    # relay's claim would wait for), and before any worker runs: none can send it unlocked.
+    assert relay_once().published == 1
     with row_locked(order.pk):
+        worker = workers(SES_SANDBOX="false")
         wait_for(
             lambda: "send_order_confirmation" in worker.text() and "received" in worker.text(),
             timeout=30,

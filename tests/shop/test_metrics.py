@@ -193,5 +193,7 @@ def test_gunicorn_in_multiprocess_mode_counts_its_workers_orders(tmp_path, empty
 
     assert values[ORDERS_PLACED] == 1
     assert values[("shop_sqs_up", ())] == 1
-    assert _depth(values, "orders", "visible") == 1  # the order's confirmation, not consumed
+    # The order's confirmation waits in the outbox (no relay runs here), not on the queue.
+    assert values[("shop_outbox_pending", ())] == 1
+    assert _depth(values, "orders", "visible") == 0
     assert any(path.name.startswith("counter_") for path in metrics_dir.iterdir())
