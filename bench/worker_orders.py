@@ -107,7 +107,7 @@ def bulk(args: argparse.Namespace) -> dict:
     from django.conf import settings
     from django.db import transaction
 
-    from notifications.models import ConfirmationEmail, EmailStatus
+    from notifications.models import EmailStatus, OrderEmail
     from orders.models import Order, OrderLine, Product
     from shop.outbox import outbox_task_add
 
@@ -148,8 +148,8 @@ def bulk(args: argparse.Namespace) -> dict:
                 for order, cart in zip(orders, carts, strict=True)
                 for product, quantity in cart
             )
-            ConfirmationEmail.objects.bulk_create(
-                ConfirmationEmail(order=order, status=EmailStatus.PENDING) for order in orders
+            OrderEmail.objects.bulk_create(
+                OrderEmail(order=order, status=EmailStatus.PENDING) for order in orders
             )
             if args.outbox:  # each confirmation's task in the outbox, as order_place writes it
                 for order in orders:

@@ -15,7 +15,7 @@ import pytest
 from celery import current_app
 from django.conf import settings
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders.models import Order
 from shop import sqs_envelope
 from shop.models import OutboxMessage
@@ -175,7 +175,7 @@ def test_worker_consumes_a_message_written_with_envelope_encode(api_client, alic
     workers()
 
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+        lambda: OrderEmail.objects.get(order=order).status == "sent",
         timeout=30,
         what="email sent",
     )
