@@ -163,17 +163,18 @@ def _scrape(port: int) -> dict:
 
 
 def test_no_slot_before_the_time_limit_returns_the_message_shortly_as_throttled(workers, tmp_path):
-    """One send every 4 s for the fleet, and an attempt may wait 3 s (6 s soft time limit in
+    """One send every 8 s for the fleet, and an attempt may wait 3 s (6 s soft time limit in
     the tests): of two orders at once, the second finds no slot in time (one process, so
-    on SQLite's per-process schedule too). It is not a failure:
-    recorded ``throttled``, its message back on the queue within seconds (not after the
-    9 s backoff a failure gets here), and sent on the next receive."""
+    on SQLite's per-process schedule too) unless it reaches the worker more than 5 s after
+    the first, which a loaded machine does not reach (at one send every 4 s, it did). It is
+    not a failure: recorded ``throttled``, its message back on the queue within seconds (not
+    after the 20 s backoff a failure gets here), and sent on the next receive."""
     prefix = f"slow-{uuid.uuid4().hex[:6]}-"
     port = free_port()
     worker = workers(
         SES_SANDBOX="false",
-        SES_MAX_SEND_RATE="0.25",
-        CONFIRMATION_RETRY_DELAYS="9,9,9",
+        SES_MAX_SEND_RATE="0.125",
+        CONFIRMATION_RETRY_DELAYS="20,20,20",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
         WORKER_METRICS_PORT=str(port),
         METRICS_ALLOWED_IPS="127.0.0.1",
@@ -186,7 +187,7 @@ def test_no_slot_before_the_time_limit_returns_the_message_shortly_as_throttled(
     late = next(order for order in orders if len(_kinds(order)) == 2)
     throttled, sent = EmailEvent.objects.filter(notification__order=late).exclude(kind="queued")
     assert "no SES send slot within the attempt's time limit" in throttled.detail
-    assert (sent.created_at - throttled.created_at).total_seconds() < 8  # not the 9 s backoff
+    assert (sent.created_at - throttled.created_at).total_seconds() < 15  # not the 20 s backoff
     assert OrderEmail.objects.get(order=late).attempts == 1  # one send, no failure
     log = worker.text()
     assert f"confirmation order={late.pk} attempt=1 outcome=throttled" in log
