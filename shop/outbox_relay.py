@@ -206,10 +206,15 @@ def _describe(exc: Exception) -> str:
 def _call(kind: str, destination: str, batch: list[_Entry]) -> tuple[list[str], dict[str, str]]:
     """One batch call: (ids published, {id: reason} refused). Raises on a failed call."""
     entries = [entry.params for entry in batch]
+    # One attempt per call: botocore would re-send a whole batch after a read timeout (SQS
+    # may have taken it: seen as 3 copies of each message under load). The outbox is the
+    # retry: the rows back off and are published again, duplicates only on that path.
     if kind == OutboxKind.SQS_TASK:
-        answer = aws.client("sqs").send_message_batch(QueueUrl=destination, Entries=entries)
+        answer = aws.client("sqs", single_attempt=True).send_message_batch(
+            QueueUrl=destination, Entries=entries
+        )
     else:
-        answer = aws.client("sns").publish_batch(
+        answer = aws.client("sns", single_attempt=True).publish_batch(
             TopicArn=destination, PublishBatchRequestEntries=entries
         )
     ok = [item["Id"] for item in answer.get("Successful", [])]
