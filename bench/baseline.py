@@ -46,6 +46,7 @@ def drain(*, count: int, wait: int, timeout: float) -> dict:
     from django.conf import settings
 
     from notifications import rendering
+    from notifications.models import OrderEmail
     from notifications.queue import message_decode
     from orders.models import Order
 
@@ -70,7 +71,16 @@ def drain(*, count: int, wait: int, timeout: float) -> dict:
         if not messages:
             empty += 1
             continue
-        order_ids = [message_decode(message["Body"]).order_id for message in messages]
+        decoded = [message_decode(message["Body"]) for message in messages]
+        # An email task names its email (the first version's, its order).
+        email_orders = dict(
+            OrderEmail.objects.filter(
+                pk__in=[d.email_id for d in decoded if d.email_id is not None]
+            ).values_list("pk", "order_id")
+        )
+        order_ids = [
+            d.order_id if d.order_id is not None else email_orders.get(d.email_id) for d in decoded
+        ]
         orders = Order.objects.prefetch_related("lines").in_bulk(
             [order_id for order_id in order_ids if order_id is not None]
         )

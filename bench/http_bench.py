@@ -727,10 +727,10 @@ def child_catalog(count: int) -> dict:
 
 def child_placed() -> dict:
     """Orders in the database, and those whose confirmation was never queued."""
-    from notifications.models import ConfirmationEmail
+    from notifications.models import OrderEmail
     from orders.models import Order
 
-    unqueued = ConfirmationEmail.objects.filter(queued_at__isnull=True).count()
+    unqueued = OrderEmail.objects.filter(queued_at__isnull=True).count()
     return {"orders": Order.objects.count(), "unqueued": unqueued}
 
 

@@ -225,7 +225,7 @@ class Run:
         row = self._db.execute(
             "SELECT count(sent_at), count(*) FILTER (WHERE status = 'failed'),"
             " extract(epoch FROM max(sent_at))"
-            " FROM notifications_confirmationemail WHERE order_id BETWEEN %s AND %s",
+            " FROM notifications_orderemail WHERE order_id BETWEEN %s AND %s",
             (min(order_ids), max(order_ids)),
         ).fetchone()
         return int(row[0]), int(row[1]), float(row[2] or 0)
@@ -285,7 +285,7 @@ class Run:
 
     def first_sent(self, order_ids: list[int]) -> float:
         row = self._db.execute(
-            "SELECT extract(epoch FROM min(sent_at)) FROM notifications_confirmationemail"
+            "SELECT extract(epoch FROM min(sent_at)) FROM notifications_orderemail"
             " WHERE order_id BETWEEN %s AND %s",
             (min(order_ids), max(order_ids)),
         ).fetchone()

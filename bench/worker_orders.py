@@ -111,7 +111,14 @@ def direct_publish(order_id: int, *, queue_url: str = "") -> None:
     from notifications.queue import confirmation_enqueue
 
     confirmation_enqueue(order_id=order_id)
-    OutboxMessage.objects.filter(payload__kwargs__order_id=order_id).delete()
+    # The order's email task names its email (kind confirmation: the order's only one yet).
+    OutboxMessage.objects.filter(payload__kwargs__email_id__in=_email_ids(order_id)).delete()
+
+
+def _email_ids(order_id: int) -> list[int]:
+    from notifications.models import OrderEmail
+
+    return list(OrderEmail.objects.filter(order_id=order_id).values_list("pk", flat=True))
 
 
 def bulk(args: argparse.Namespace) -> dict:
@@ -120,7 +127,7 @@ def bulk(args: argparse.Namespace) -> dict:
     from django.conf import settings
     from django.db import transaction
 
-    from notifications.models import ConfirmationEmail, EmailStatus
+    from notifications.models import EmailStatus, OrderEmail
     from orders.models import Order, OrderLine, Product
     from shop.outbox import outbox_task_add
 
@@ -161,8 +168,8 @@ def bulk(args: argparse.Namespace) -> dict:
                 for order, cart in zip(orders, carts, strict=True)
                 for product, quantity in cart
             )
-            ConfirmationEmail.objects.bulk_create(
-                ConfirmationEmail(order=order, status=EmailStatus.PENDING) for order in orders
+            OrderEmail.objects.bulk_create(
+                OrderEmail(order=order, status=EmailStatus.PENDING) for order in orders
             )
             if args.outbox:  # each confirmation's task in the outbox, as order_place writes it
                 for order in orders:

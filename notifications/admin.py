@@ -7,17 +7,28 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from notifications import feedback, services
-from notifications.models import ConfirmationEmail, SuppressedAddress
+from notifications.models import OrderEmail, SuppressedAddress
 
 
-@admin.register(ConfirmationEmail)
-class ConfirmationEmailAdmin(admin.ModelAdmin):
-    list_display = ["order", "status", "attempts", "sent_at", "short_error", "preview_link"]
-    list_filter = ["status", "sent_at"]
+@admin.register(OrderEmail)
+class OrderEmailAdmin(admin.ModelAdmin):
+    """Every email of every order (confirmation, shipped, cancelled), one pipeline."""
+
+    list_display = [
+        "order",
+        "kind",
+        "status",
+        "attempts",
+        "sent_at",
+        "short_error",
+        "preview_link",
+    ]
+    list_filter = ["kind", "status", "sent_at"]
     search_fields = ["order__id", "order__customer_email", "ses_messages__message_id"]
     list_select_related = ["order"]
     readonly_fields = [
         "order",
+        "kind",
         "status",
         "attempts",
         "last_error",
@@ -27,6 +38,7 @@ class ConfirmationEmailAdmin(admin.ModelAdmin):
         "updated_at",
         "preview_link",
     ]
+    actions = ["resend_emails"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -34,13 +46,24 @@ class ConfirmationEmailAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_resend_confirmation_permission(self, request) -> bool:
+        return request.user.has_perm("notifications.resend_confirmation")
+
+    @admin.action(description="Resend the selected emails", permissions=["resend_confirmation"])
+    def resend_emails(self, request, queryset):
+        result = services.email_resend(
+            email_ids=queryset.order_by("pk").values_list("pk", flat=True),
+            actor=request.user.get_username(),
+        )
+        self.message_user(request, f"Queued {len(result.queued)} email(s) again.")
+
     @admin.display(description="Last error")
-    def short_error(self, obj: ConfirmationEmail) -> str:
+    def short_error(self, obj: OrderEmail) -> str:
         return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
 
     @admin.display(description="SES message ids (latest first)")
-    def ses_message_ids(self, obj: ConfirmationEmail) -> str:
-        messages = services.confirmation_ses_messages(order_id=obj.order_id)
+    def ses_message_ids(self, obj: OrderEmail) -> str:
+        messages = services.email_ses_messages(email_id=obj.pk)
         return (
             format_html_join(
                 mark_safe("<br>"),
@@ -51,27 +74,23 @@ class ConfirmationEmailAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="Preview")
-    def preview_link(self, obj: ConfirmationEmail) -> str:
-        url = reverse("admin:notifications_confirmationemail_preview", args=[obj.order_id])
+    def preview_link(self, obj: OrderEmail) -> str:
+        url = reverse("admin:notifications_orderemail_preview", args=[obj.pk])
         return format_html('<a href="{}" target="_blank">preview email</a>', url)
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)
         return [
-            path(
-                "preview/<int:order_id>/",
-                preview,
-                name="notifications_confirmationemail_preview",
-            ),
+            path("preview/<int:email_id>/", preview, name="notifications_orderemail_preview"),
             *super().get_urls(),
         ]
 
-    def preview_view(self, request, order_id: int):
-        """The rendered HTML email of an order, exactly as the worker would send it."""
-        get_object_or_404(ConfirmationEmail, order_id=order_id)
+    def preview_view(self, request, email_id: int):
+        """The rendered HTML email, exactly as the worker would send it now."""
+        get_object_or_404(OrderEmail, pk=email_id)
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        email = services.confirmation_preview(order_id=order_id)
+        email = services.email_preview(email_id=email_id)
         response = HttpResponse(email.html, content_type="text/html; charset=utf-8")
         # The email is shown as a document of its own, not run as part of the admin.
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
@@ -90,7 +109,7 @@ class SuppressedAddressForm(forms.ModelForm):
 
 @admin.register(SuppressedAddress)
 class SuppressedAddressAdmin(admin.ModelAdmin):
-    """The suppression list: confirmation emails to these addresses are not sent.
+    """The suppression list: emails to these addresses are not sent.
 
     Staff with the model's permissions add addresses and delete them (deleting unsuppresses:
     the next email to the address is sent). Entries are not edited; writes go through

@@ -1,7 +1,7 @@
 """Admin pages for operating the queues: queue health, and the dead-letter queue.
 
 Views only: they parse the form, call one service of ``notifications.dead_letters`` and report
-with Django's messages. Pages need staff with ``notifications.view_confirmationemail``;
+with Django's messages. Pages need staff with ``notifications.view_orderemail``;
 redrive and delete need ``notifications.operate_queues``. SQS being down is a page saying so
 (HTTP 503), never a server error.
 """
@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from notifications import dead_letters, queue
 
-VIEW_PERMISSION = "notifications.view_confirmationemail"
+VIEW_PERMISSION = "notifications.view_orderemail"
 OPERATE_PERMISSION = "notifications.operate_queues"
 #: Messages shown on the DLQ page (each look adds one to their receive counts).
 PAGE_LIMIT = 100

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db.models import Q
+
 from notifications import queue
-from notifications.models import ConfirmationEmail, EmailEventKind
-from notifications.services import confirmation_event_record
+from notifications.models import EmailEventKind, EmailKind, OrderEmail
+from notifications.services import email_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ class DeadLetterRow:
     receive_count: int
     first_seen: datetime | None
     sent_at: datetime | None
+    #: The email the message is for (its kind: confirmation, shipped, cancelled).
+    email_kind: str = ""
+    email_id: int | None = None
 
 
 @dataclass
@@ -69,24 +74,18 @@ def dlq_list(*, limit: int = 100) -> list[DeadLetterRow]:
     """
     letters = queue.dlq_peek(limit=limit)
     decoded = {letter.message_id: queue.message_decode(letter.body) for letter in letters}
-    order_ids = {d.order_id for d in decoded.values() if d.order_id is not None}
-    records = {
-        record.order_id: record
-        for record in ConfirmationEmail.objects.filter(order_id__in=order_ids).select_related(
-            "order"
-        )
-    }
+    records = _records(decoded.values())
     rows = []
     for letter in letters:
         message = decoded[letter.message_id]
-        record = records.get(message.order_id) if message.order_id is not None else None
+        record = records.get(_key(message))
         problem = message.problem
-        if message.order_id is not None and record is None:
-            problem = "no such order"
+        if _key(message) is not None and record is None:
+            problem = "no such order" if message.order_id is not None else "no such email"
         rows.append(
             DeadLetterRow(
                 message_id=letter.message_id,
-                order_id=message.order_id,
+                order_id=record.order_id if record else message.order_id,
                 task=message.task,
                 problem=problem,
                 customer_email=record.order.customer_email if record else "",
@@ -95,20 +94,50 @@ def dlq_list(*, limit: int = 100) -> list[DeadLetterRow]:
                 receive_count=letter.receive_count,
                 first_seen=letter.first_received_at,
                 sent_at=letter.sent_at,
+                email_kind=record.kind if record else "",
+                email_id=record.pk if record else message.email_id,
             )
         )
     rows.sort(key=lambda row: (row.sent_at is None, row.sent_at or datetime.min))
     return rows
 
 
+def _key(message: queue.DecodedMessage) -> tuple[str, int] | None:
+    """Which record a message names: its email id, or (first version) its order's
+    confirmation."""
+    if message.email_id is not None:
+        return ("email", message.email_id)
+    if message.order_id is not None:
+        return ("order", message.order_id)
+    return None
+
+
+def _records(messages: Iterable[queue.DecodedMessage]) -> dict[tuple[str, int], OrderEmail]:
+    keys = {key for key in map(_key, messages) if key is not None}
+    email_ids = {i for kind, i in keys if kind == "email"}
+    order_ids = {i for kind, i in keys if kind == "order"}
+    found = OrderEmail.objects.filter(
+        Q(pk__in=email_ids) | Q(order_id__in=order_ids, kind=EmailKind.CONFIRMATION)
+    ).select_related("order")
+    records: dict[tuple[str, int], OrderEmail] = {}
+    for record in found:
+        if record.pk in email_ids:
+            records[("email", record.pk)] = record
+        if record.kind == EmailKind.CONFIRMATION and record.order_id in order_ids:
+            records[("order", record.order_id)] = record
+    return records
+
+
 def _recorder(
     *, kind: str, outcome: str, actor: str, progress: Progress | None, detail: str
 ) -> Callable[[queue.DeadLetter, str | None], None]:
     def record(letter: queue.DeadLetter, error: str | None) -> None:
-        order_id = queue.message_decode(letter.body).order_id
-        if error is None and order_id is not None:
-            confirmation_event_record(
-                order_id=order_id,
+        message = queue.message_decode(letter.body)
+        email = _records([message]).get(_key(message))
+        order_id = email.order_id if email else message.order_id
+        if error is None and email is not None:
+            email_event_record(
+                email_id=email.pk,
                 kind=kind,
                 detail=f"SQS message {letter.message_id} {detail}",
                 actor=actor,

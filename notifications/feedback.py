@@ -40,10 +40,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from notifications.models import (
-    ConfirmationEmail,
     EmailEvent,
     EmailEventKind,
     EmailStatus,
+    OrderEmail,
     SuppressedAddress,
     SuppressionReason,
 )
@@ -68,7 +68,7 @@ class FeedbackOutcome:
     #: "recorded"; "duplicate" (this SNS message was handled before); "unknown" (no email of
     #: ours has this SES message id).
     outcome: str
-    notification: ConfirmationEmail | None = None
+    notification: OrderEmail | None = None
     #: Addresses put on the suppression list by this event (new or already there).
     suppressed: tuple[str, ...] = ()
 
@@ -124,7 +124,7 @@ def _record(
     tag = _sns_tag(sns_message_id)
     with transaction.atomic():
         notification = (
-            ConfirmationEmail.objects.select_for_update(of=("self",))
+            OrderEmail.objects.select_for_update(of=("self",))
             .filter(ses_messages__message_id=ses_message_id)
             .first()
         )
@@ -184,7 +184,7 @@ def _record(
 
 
 def _status_apply(
-    notification: ConfirmationEmail,
+    notification: OrderEmail,
     *,
     status: str | None,
     status_from: set[str] | None,

@@ -31,7 +31,11 @@ if settings.METRICS_QUEUE_DEPTH:  # not in the public API service (no queue read
 
 
 def _is_confirmation(sender: Any) -> bool:
-    return getattr(sender, "name", None) == settings.CONFIRMATION_TASK_NAME
+    # Every email task (the counters kept their first names: dashboards use them).
+    return getattr(sender, "name", None) in (
+        settings.EMAIL_TASK_NAME,
+        settings.CONFIRMATION_TASK_NAME,
+    )
 
 
 def failure_reason(exception: BaseException | None) -> str:

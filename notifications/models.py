@@ -24,11 +24,27 @@ SENT_STATUSES = frozenset(
 )
 
 
-class ConfirmationEmail(models.Model):
-    """The order-confirmation email of one order: created with the order, in its transaction."""
+class EmailKind(models.TextChoices):
+    # Sent when the order is placed; the order is confirmed once SES accepts it.
+    CONFIRMATION = "confirmation", "Confirmation"
+    # Sent when staff mark the order shipped (with its tracking link, when given).
+    SHIPPED = "shipped", "Shipped"
+    # Sent when staff cancel the order.
+    CANCELLED = "cancelled", "Cancelled"
 
-    order = models.OneToOneField(
-        "orders.Order", on_delete=models.CASCADE, related_name="confirmation_email"
+
+class OrderEmail(models.Model):
+    """One email of one order, of one kind (confirmation, shipped, cancelled): created in the
+    transaction of what it tells (the order placed, shipped, cancelled), with its task in the
+    outbox. Everything an email goes through (status, attempts, history, SES message ids,
+    suppression, preview, resend, the DLQ) is the same for every kind."""
+
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="emails")
+    kind = models.CharField(
+        max_length=16,
+        choices=EmailKind.choices,
+        default=EmailKind.CONFIRMATION,
+        db_default=EmailKind.CONFIRMATION,
     )
     status = models.CharField(
         max_length=16, choices=EmailStatus.choices, default=EmailStatus.PENDING
@@ -43,27 +59,27 @@ class ConfirmationEmail(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "kind"], name="orderemail_one_per_kind")
+        ]
         permissions = [
             ("operate_queues", "Can redrive and delete dead-lettered messages"),
             ("resend_confirmation", "Can resend confirmation emails"),
         ]
 
     def __str__(self) -> str:
-        return f"Confirmation of order {self.order_id}: {self.status}"
+        return f"{self.get_kind_display()} email of order {self.order_id}: {self.status}"
 
 
 class SesMessage(models.Model):
     """A message id SES gave when it accepted an email: one row per send, so a resend keeps
     the ids of the earlier sends and a late SES event for any of them is matched.
 
-    Belongs to an email record (today the confirmation email; any email sent through the
-    same pipeline, e.g. a shipped or cancelled notice, is an email record with its own rows).
+    Belongs to an email record (``OrderEmail``, of any kind).
     """
 
     message_id = models.CharField(max_length=200, unique=True)
-    email = models.ForeignKey(
-        ConfirmationEmail, on_delete=models.CASCADE, related_name="ses_messages"
-    )
+    email = models.ForeignKey(OrderEmail, on_delete=models.CASCADE, related_name="ses_messages")
     sent_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -100,9 +116,7 @@ class EmailEventKind(models.TextChoices):
 class EmailEvent(models.Model):
     """One entry of an email's history: attempts, resends, redrives and SES's reports."""
 
-    notification = models.ForeignKey(
-        ConfirmationEmail, on_delete=models.CASCADE, related_name="events"
-    )
+    notification = models.ForeignKey(OrderEmail, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=EmailEventKind.choices)
     # SQS's ApproximateReceiveCount of the delivery that made the attempt.
     attempt = models.PositiveIntegerField(null=True, blank=True)

@@ -1,4 +1,4 @@
-"""The confirmation task: an interface like a view. It takes an id and calls a service.
+"""The email task: an interface like a view. It takes an id and calls a service.
 
 Retries are SQS's, not Celery's: a failed task is rejected without requeue, the message stays
 in the queue (acks_late, acks on failure off), kombu's backoff policy lengthens its
@@ -19,6 +19,7 @@ from django.db import close_old_connections
 
 from notifications import services
 from shop.celery_sqs import ReturnLater, SqsRequest
+from shop.logging import context_bind
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,18 @@ def _database_connections_tidy(sender=None, **kwargs) -> None:
     close_old_connections()
 
 
+@task_prerun.connect
+def _order_bind(sender=None, kwargs=None, **_) -> None:
+    """An email task's message names the email only: every line of the task (Celery's own
+    "succeeded" / "raised" line included) names the order too, read here once. Runs after
+    ``shop.logging``'s own prerun handler, which clears and binds the task's ids."""
+    email_id = (kwargs or {}).get("email_id")
+    if getattr(sender, "name", None) == settings.EMAIL_TASK_NAME and type(email_id) is int:
+        order_id = services.email_order_id(email_id=email_id)
+        if order_id is not None:
+            context_bind(order_id=order_id)
+
+
 @worker_init.connect
 def _send_rate_describe(**kwargs) -> None:
     """One line at worker start saying how sends are paced (a WARNING when per process)."""
@@ -59,39 +72,54 @@ def _send_rate_describe(**kwargs) -> None:
     logger.log(level, text)
 
 
-# SqsRequest: a ReturnLater from the task returns its message after its own short delay.
-@shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True, Request=SqsRequest)
-def send_order_confirmation(self, order_id: int) -> str:
+def _run(request, *, what: str, send) -> str:
+    """One delivery of an email task: call the send, log one line, map the outcome to what
+    the message becomes (deleted, returned shortly, or left to SQS's redelivery)."""
     started_at = time.monotonic()
-    receive_count = getattr(self.request, RECEIVE_COUNT_HEADER, None)
+    receive_count = getattr(request, RECEIVE_COUNT_HEADER, None)
     attempt = receive_count or "?"
     try:
-        result = services.confirmation_send(
-            order_id=order_id, attempt=receive_count, started_at=started_at
-        )
-    except services.ConfirmationThrottled as exc:
-        logger.warning(
-            "confirmation order=%s attempt=%s outcome=throttled reason=%s", order_id, attempt, exc
-        )
+        result = send(attempt=receive_count, started_at=started_at)
+    except services.EmailThrottled as exc:
+        logger.warning("%s attempt=%s outcome=throttled reason=%s", what, attempt, exc)
         raise ReturnLater(str(exc), delay=exc.retry_in) from exc
-    except services.ConfirmationMissing:
+    except services.EmailMissing as exc:
         # Retrying cannot make a missing order appear: the message is deleted, loudly.
-        logger.error(
-            "confirmation order=%s attempt=%s outcome=dropped reason=no such order",
-            order_id,
-            attempt,
-        )
+        logger.error("%s attempt=%s outcome=dropped reason=no such order (%s)", what, attempt, exc)
         return "dropped"
-    except services.ConfirmationFailed as exc:
-        logger.warning(
-            "confirmation order=%s attempt=%s outcome=failed reason=%s", order_id, attempt, exc
-        )
+    except services.EmailFailed as exc:
+        logger.warning("%s attempt=%s outcome=failed reason=%s", what, attempt, exc)
         raise
+    email = result.notification
     logger.info(
-        "confirmation order=%s attempt=%s outcome=%s ses_message_id=%s",
-        order_id,
+        "%s attempt=%s outcome=%s email=%s ses_message_id=%s",
+        f"{email.kind} order={email.order_id}",
         attempt,
         result.outcome,
+        email.pk,
         result.ses_message_id or "-",
     )
     return result.outcome
+
+
+# SqsRequest: a ReturnLater from the task returns its message after its own short delay.
+@shared_task(name=settings.EMAIL_TASK_NAME, bind=True, Request=SqsRequest)
+def send_email(self, email_id: int) -> str:
+    """Send one email of an order (any kind): the message carries the record's id only."""
+    return _run(
+        self.request,
+        what=services.email_label(email_id=email_id),
+        send=lambda **kw: services.email_send(email_id=email_id, **kw),
+    )
+
+
+@shared_task(name=settings.CONFIRMATION_TASK_NAME, bind=True, Request=SqsRequest)
+def send_order_confirmation(self, order_id: int) -> str:
+    """The first version's task, kept registered: messages already on the queue (or in the
+    DLQ, or in the outbox) when the shop was upgraded carry an order id. It sends that
+    order's confirmation email through the same pipeline."""
+    return _run(
+        self.request,
+        what=f"confirmation order={order_id}",
+        send=lambda **kw: services.confirmation_send(order_id=order_id, **kw),
+    )

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, F, FilteredRelation, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -156,12 +156,20 @@ class OrderLineInline(admin.TabularInline):
         return False
 
 
-class EmailStatusFilter(admin.ChoicesFieldListFilter):
-    """The confirmation email's status, titled apart from the order's own status filter."""
+class EmailStatusFilter(admin.SimpleListFilter):
+    """The confirmation email's status, titled apart from the order's own status filter.
+    (The parameter keeps the name it had when the confirmation was the order's only email.)"""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.title = "email status"
+    title = "email status"
+    parameter_name = "confirmation_email__status__exact"
+
+    def lookups(self, request, model_admin):
+        return notification_services.EMAIL_STATUSES
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(emails__kind="confirmation", emails__status=self.value())
 
 
 @admin.register(Order)
@@ -175,7 +183,7 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
         "email_status",
         "created_at",
     ]
-    list_filter = ["status", ("confirmation_email__status", EmailStatusFilter), "created_at"]
+    list_filter = ["status", EmailStatusFilter, "created_at"]
     search_fields = ["customer_email", "customer_id", "lines__sku"]
     search_help_text = "Order number, customer email, customer id or SKU."
     date_hierarchy = "created_at"
@@ -209,31 +217,23 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
                 ]
             },
         ),
-        (
-            "Confirmation email",
-            {
-                "fields": [
-                    "email_status",
-                    "email_attempts",
-                    "email_last_error",
-                    "email_ses_message_ids",
-                    "email_sent_at",
-                    "email_preview",
-                ]
-            },
-        ),
+        ("Emails", {"fields": ["emails_table"]}),
         ("Email history", {"fields": ["email_history"]}),
     ]
     actions = ["resend_confirmation", "mark_shipped", "cancel_orders"]
     change_form_template = "admin/orders/order/change_form.html"
 
     def get_queryset(self, request):
-        # One query for the page whatever its size: the email record joined, lines counted.
+        # One query for the page whatever its size: the confirmation email joined (one per
+        # order: unique per kind), lines counted.
         return (
             super()
             .get_queryset(request)
-            .select_related("confirmation_email")
-            .annotate(line_count=Count("lines", distinct=True))
+            .annotate(
+                confirmation=FilteredRelation("emails", condition=Q(emails__kind="confirmation")),
+                confirmation_status=F("confirmation__status"),
+                line_count=Count("lines", distinct=True),
+            )
         )
 
     def get_search_results(self, request, queryset, search_term):
@@ -310,59 +310,66 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
     def line_count(self, obj: Order) -> int:
         return obj.line_count  # annotated in get_queryset
 
-    def _email(self, obj: Order):
-        return getattr(obj, "confirmation_email", None)
-
-    @admin.display(description="Email status", ordering="confirmation_email__status")
+    @admin.display(description="Email status", ordering="confirmation_status")
     def email_status(self, obj: Order) -> str:
-        email = self._email(obj)
-        return email.get_status_display() if email else "-"
+        """The confirmation email's (annotated in get_queryset)."""
+        status = getattr(obj, "confirmation_status", None)
+        return notification_services.email_status_label(status) if status else "-"
 
-    @admin.display(description="Attempts")
-    def email_attempts(self, obj: Order) -> int | str:
-        email = self._email(obj)
-        return email.attempts if email else "-"
-
-    @admin.display(description="Last error")
-    def email_last_error(self, obj: Order) -> str:
-        email = self._email(obj)
-        return (email.last_error or "-") if email else "-"
-
-    @admin.display(description="SES message ids (latest first)")
-    def email_ses_message_ids(self, obj: Order) -> str:
-        messages = notification_services.confirmation_ses_messages(order_id=obj.pk)
-        return (
-            format_html_join(
-                mark_safe("<br>"),
-                "{} ({})",
-                ((m.message_id, f"{m.sent_at:%Y-%m-%d %H:%M:%S}") for m in messages),
-            )
-            or "-"
-        )
-
-    @admin.display(description="Sent at")
-    def email_sent_at(self, obj: Order):
-        email = self._email(obj)
-        return email.sent_at if email and email.sent_at else "-"
-
-    @admin.display(description="Preview")
-    def email_preview(self, obj: Order) -> str:
-        if not self._email(obj):
+    @admin.display(description="Every email of the order")
+    def emails_table(self, obj: Order) -> str:
+        emails = notification_services.order_emails(order_id=obj.pk) if obj.pk else []
+        if not emails:
             return "-"
-        url = reverse("admin:notifications_confirmationemail_preview", args=[obj.pk])
-        return format_html('<a href="{}" target="_blank">preview the email</a>', url)
+        ids: dict[int, list] = {}
+        for message in notification_services.order_ses_messages(order_id=obj.pk):
+            ids.setdefault(message.email_id, []).append(message)
+        rows = format_html_join(
+            "",
+            '<tr><td>{} email</td><td class="email-status">{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td>"
+            '<td><a href="{}" target="_blank">preview the email</a></td></tr>',
+            (
+                (
+                    email.get_kind_display(),
+                    email.get_status_display(),
+                    email.attempts,
+                    email.last_error or "-",
+                    f"{email.sent_at:%Y-%m-%d %H:%M:%S}" if email.sent_at else "-",
+                    format_html_join(
+                        mark_safe("<br>"),
+                        "{} ({})",
+                        (
+                            (m.message_id, f"{m.sent_at:%Y-%m-%d %H:%M:%S}")
+                            for m in ids.get(email.pk, [])
+                        ),
+                    )
+                    or "-",
+                    reverse("admin:notifications_orderemail_preview", args=[email.pk]),
+                )
+                for email in emails
+            ),
+        )
+        return format_html(
+            '<table class="order-emails"><thead><tr><th>Email</th><th>Status</th>'
+            "<th>Attempts</th><th>Last error</th><th>Sent at (UTC)</th>"
+            "<th>SES message ids (latest first)</th><th>Preview</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="Attempts, resends and SES reports")
     def email_history(self, obj: Order) -> str:
-        events = notification_services.confirmation_history(order_id=obj.pk)
+        events = notification_services.order_email_history(order_id=obj.pk)
         if not events:
             return "-"
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+                    event.notification.get_kind_display(),
                     event.get_kind_display(),
                     event.attempt or "",
                     event.detail,
@@ -372,7 +379,7 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
             ),
         )
         return format_html(
-            '<table class="email-history"><thead><tr><th>Time (UTC)</th><th>Event</th>'
-            "<th>Attempt</th><th>Detail</th><th>By</th></tr></thead><tbody>{}</tbody></table>",
+            '<table class="email-history"><thead><tr><th>Time (UTC)</th><th>Email</th>'
+            "<th>Event</th><th>Attempt</th><th>Detail</th><th>By</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )

@@ -3,7 +3,10 @@
 The status moves themselves are ``orders.actions``'; this module adds what goes with them,
 in the same transaction: a cancelled order's stock goes back on the shelf through recorded
 stock adjustments (``product_stock_adjust``: who, why, the stock it left), under the row
-locks orders take.
+locks orders take; the customer's email (shipped, cancelled) is recorded with its task in
+the outbox (``notifications.services.email_request``), and so is the ``OrderShipped`` /
+``OrderCancelled`` event when ``ORDER_EVENTS_TOPIC_ARN`` is set. A move that is refused
+writes none of them; one that commits has all of them, published by the relay.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 
-from orders import actions
+from notifications.services import EMAIL_CANCELLED, EMAIL_SHIPPED, email_request
+from orders import actions, events
 from orders.models import Order, StockReason
 from orders.services import product_stock_adjust
 from shop.exceptions import ApplicationError
@@ -31,13 +36,17 @@ def order_ship(*, order_id: int, actor: str, tracking: Tracking | None = None) -
     must be http or https). ``actions.TransitionRefused`` for any other status."""
     tracking = tracking or Tracking()
     with transaction.atomic():
-        return actions.order_shipped(
+        order = actions.order_shipped(
             order_id=order_id,
             actor=actor,
             carrier=tracking.carrier,
             tracking_number=tracking.number,
             tracking_url=tracking.url,
         )
+        email_request(order=order, kind=EMAIL_SHIPPED)
+        if settings.ORDER_EVENTS_TOPIC_ARN:
+            events.order_shipped_record(topic_arn=settings.ORDER_EVENTS_TOPIC_ARN, order=order)
+        return order
 
 
 def order_cancel(*, order_id: int, actor: str, note: str = "") -> Order:
@@ -52,13 +61,19 @@ def order_cancel(*, order_id: int, actor: str, note: str = "") -> Order:
     with transaction.atomic():
         order = actions.order_cancelled(order_id=order_id, actor=actor, note=note)
         reason = f"order #{order.pk} cancelled" + (f": {note}" if note else "")
-        for line in order.lines.order_by("product_id"):
+        lines = list(order.lines.order_by("product_id"))
+        for line in lines:
             product_stock_adjust(
                 product_id=line.product_id,
                 reason=StockReason.RETURNED,
                 actor=actor,
                 delta=line.quantity,
                 note=reason,
+            )
+        email_request(order=order, kind=EMAIL_CANCELLED)
+        if settings.ORDER_EVENTS_TOPIC_ARN:
+            events.order_cancelled_record(
+                topic_arn=settings.ORDER_EVENTS_TOPIC_ARN, order=order, lines=lines
             )
         return order
 

@@ -30,7 +30,6 @@ def order_list_for_customer(*, customer_id: str) -> QuerySet[Order]:
     """The customer's own orders, newest first, with what the API shows of each."""
     return (
         Order.objects.filter(customer_id=customer_id)
-        .select_related("confirmation_email")
-        .prefetch_related("lines")
+        .prefetch_related("lines", "emails")
         .order_by("-created_at", "-id")
     )

@@ -151,6 +151,14 @@ class ConfirmationEmailOutputSerializer(serializers.Serializer):
     sent_at = serializers.DateTimeField(allow_null=True)
 
 
+class EmailOutputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["confirmation", "shipped", "cancelled"], help_text="Which email of the order."
+    )
+    status = serializers.CharField(help_text="pending, failed, sent, delivered, bounced, ...")
+    sent_at = serializers.DateTimeField(allow_null=True)
+
+
 class TrackingOutputSerializer(serializers.Serializer):
     carrier = serializers.CharField(help_text="Empty when staff gave none.")
     number = serializers.CharField(source="tracking_number", help_text="Empty when none.")
@@ -163,13 +171,28 @@ class TrackingOutputSerializer(serializers.Serializer):
 class OrderOutputSerializer(serializers.ModelSerializer):
     shipping_address = ShippingAddressOutputSerializer(source="*")
     items = OrderLineOutputSerializer(source="lines", many=True)
-    confirmation_email = ConfirmationEmailOutputSerializer()
+    confirmation_email = serializers.SerializerMethodField(
+        help_text="The confirmation email (also in `emails`)."
+    )
+    emails = serializers.SerializerMethodField(
+        help_text="Every email of the order, oldest first: confirmation, then shipped or cancelled."
+    )
     tracking = serializers.SerializerMethodField(
         help_text="Once the order has shipped: its carrier and tracking details; else null."
     )
     cancelled_at = serializers.DateTimeField(
         allow_null=True, help_text="When the order was cancelled; null unless it was."
     )
+
+    @extend_schema_field(ConfirmationEmailOutputSerializer(allow_null=True))
+    def get_confirmation_email(self, order: Order) -> dict | None:
+        email = next((e for e in order.emails.all() if e.kind == "confirmation"), None)
+        return ConfirmationEmailOutputSerializer(email).data if email else None
+
+    @extend_schema_field(EmailOutputSerializer(many=True))
+    def get_emails(self, order: Order) -> list[dict]:
+        emails = sorted(order.emails.all(), key=lambda e: (e.created_at, e.pk))
+        return EmailOutputSerializer(emails, many=True).data
 
     @extend_schema_field(TrackingOutputSerializer(allow_null=True))
     def get_tracking(self, order: Order) -> dict | None:
@@ -191,4 +214,5 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "tracking",
             "cancelled_at",
             "confirmation_email",
+            "emails",
         ]

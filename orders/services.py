@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
-from notifications.services import confirmation_request
+from notifications.services import EMAIL_CONFIRMATION, email_request
 from orders import events
 from orders.models import (
     IdempotencyKey,
@@ -137,7 +137,7 @@ def order_place(
         for line in order_lines:
             line.order = order
         OrderLine.objects.bulk_create(order_lines)
-        _lines_remember(order, order_lines)
+        _remember(order, "lines", order_lines)
         # One UPDATE for all lines (the rows are locked above): as many queries for 50 lines
         # as for one.
         taken = Case(
@@ -147,7 +147,7 @@ def order_place(
         Product.objects.filter(pk__in=[products[sku].pk for sku in wanted]).update(
             stock=F("stock") - taken
         )
-        confirmation_request(order=order)
+        _remember(order, "emails", [email_request(order=order, kind=EMAIL_CONFIRMATION)])
         transaction.on_commit(ORDERS_PLACED.inc)
         if settings.ORDER_EVENTS_TOPIC_ARN:
             # `OrderPlaced` for other services, in the outbox with the order.
@@ -157,15 +157,17 @@ def order_place(
     return order
 
 
-def _lines_remember(order: Order, lines: list[OrderLine]) -> None:
-    """Make ``order.lines.all()`` the lines just saved, without reading them back.
+def _remember(order: Order, related: str, objects: list) -> None:
+    """Make ``order.<related>.all()`` (its lines, its emails) the objects just saved,
+    without reading them back.
 
     What ``prefetch_related`` stores, so the API's answer for a new order costs no query.
     """
-    saved = OrderLine.objects.filter(order=order)
-    saved._result_cache = lines
+    saved = getattr(order, related).all()
+    saved._result_cache = objects
     saved._prefetch_done = True
-    order._prefetched_objects_cache = {"lines": saved}
+    cache = getattr(order, "_prefetched_objects_cache", None) or {}
+    order._prefetched_objects_cache = {**cache, related: saved}
 
 
 def order_place_idempotently(

@@ -5,10 +5,12 @@ ends, and ``ContextFilter`` (installed on the console handler by ``LOGGING`` in 
 copies them onto each record, where the JSON formatter (python-json-logger) prints them as
 fields like any other ``extra``:
 
-- Celery: ``task_prerun`` sets ``task_id`` and the task's ``order_id`` kwarg in the process that
-  runs the task (a prefork pool child), ``task_postrun`` clears them. Lines Celery logs about a
-  task in the worker's main process ("received") carry the task's id and kwargs in their
-  ``data`` extra; the filter takes both ids from there.
+- Celery: ``task_prerun`` sets ``task_id`` and the task's ``email_id`` (or, first version,
+  ``order_id``) kwarg in the process that runs the task (a prefork pool child); the email's
+  send binds ``order_id`` once it has read the record; ``task_postrun`` clears them. Lines
+  Celery logs about a task in the worker's main process ("received") carry the task's id and
+  kwargs in their ``data`` extra; the filter takes the ids from there (``email_id`` for an
+  email task: its message carries nothing else).
 - Web: ``orders.services.order_place`` binds the new order's id; each request starts and ends
   with an empty context (``request_started`` / ``request_finished``), so a reused thread never
   carries the previous request's order.
@@ -46,7 +48,10 @@ logger = logging.getLogger(__name__)
 
 _order_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("order_id", default=None)
 _task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_id", default=None)
-_FIELDS = {"order_id": _order_id, "task_id": _task_id}
+# The email an email task is about (its message carries that id only; the order's id joins
+# once the worker has read the record).
+_email_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("email_id", default=None)
+_FIELDS = {"order_id": _order_id, "task_id": _task_id, "email_id": _email_id}
 
 
 def context_bind(*, order_id: int | None = None, task_id: str | None = None) -> None:
@@ -64,6 +69,7 @@ def context_bind(*, order_id: int | None = None, task_id: str | None = None) -> 
 def context_clear() -> None:
     _order_id.set(None)
     _task_id.set(None)
+    _email_id.set(None)
 
 
 @contextmanager
@@ -124,7 +130,9 @@ class ContextFilter(logging.Filter):
 
 
 # How Celery shows a task's kwargs in its log lines (a repr), e.g. "{'order_id': 42}".
-_ORDER_ID_IN_KWARGS = re.compile(r"'order_id': (\d{1,18})[,}]")
+_ID_IN_KWARGS = {
+    name: re.compile(rf"'{name}': (\d{{1,18}})[,}}]") for name in ("order_id", "email_id")
+}
 
 
 def _from_celery_data(record: logging.LogRecord, name: str) -> int | str | None:
@@ -135,19 +143,21 @@ def _from_celery_data(record: logging.LogRecord, name: str) -> int | str | None:
     if name == "task_id":
         return data["id"] if isinstance(data.get("id"), str) else None
     kwargs = data.get("kwargs")
-    match = _ORDER_ID_IN_KWARGS.search(kwargs) if isinstance(kwargs, str) else None
+    match = _ID_IN_KWARGS[name].search(kwargs) if isinstance(kwargs, str) else None
     return int(match.group(1)) if match else None
 
 
-def _order_id_of(kwargs: dict | None) -> int | None:
-    value = (kwargs or {}).get("order_id")
+def _id_of(kwargs: dict | None, name: str) -> int | None:
+    value = (kwargs or {}).get(name)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @task_prerun.connect
 def _task_started(task_id: str | None = None, kwargs: dict | None = None, **_: Any) -> None:
     context_clear()
-    context_bind(task_id=task_id, order_id=_order_id_of(kwargs))
+    context_bind(task_id=task_id, order_id=_id_of(kwargs, "order_id"))
+    if (email_id := _id_of(kwargs, "email_id")) is not None:
+        _email_id.set(email_id)
 
 
 @task_postrun.connect

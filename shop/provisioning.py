@@ -66,6 +66,10 @@ class Result:
         return environment
 
 
+#: The events the demo queue of the order-events topic receives (its filter policy).
+DEMO_EVENT_TYPES = ("OrderPlaced", "OrderShipped", "OrderCancelled")
+
+
 def provision(plan: Plan) -> Result:
     session = boto3.session.Session()
 
@@ -174,7 +178,8 @@ def _ses(ses: Any, plan: Plan, created: list[str]) -> None:
 
 
 def _order_events(sns: Any, sqs: Any, plan: Plan, created: list[str]) -> tuple[str, str]:
-    """The order-events topic and a demo queue subscribed to its `OrderPlaced` events."""
+    """The order-events topic and a demo queue subscribed to its order events (placed,
+    shipped, cancelled)."""
     name = plan.order_events_name
     topic_arn = sns.create_topic(Name=name)["TopicArn"]
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -203,8 +208,10 @@ def _order_events(sns: Any, sqs: Any, plan: Plan, created: list[str]) -> tuple[s
             Endpoint=queue_arn,
             Attributes={
                 "RawMessageDelivery": "true",
-                "FilterPolicy": json.dumps({"event_type": ["OrderPlaced"]}),
+                "FilterPolicy": json.dumps({"event_type": list(DEMO_EVENT_TYPES)}),
             },
         )
-        created.append(f"topic {name} with queue {name} subscribed to OrderPlaced")
+        created.append(
+            f"topic {name} with queue {name} subscribed to {', '.join(DEMO_EVENT_TYPES)}"
+        )
     return topic_arn, queue_url

@@ -444,6 +444,9 @@ WORKER_METRICS_ADDR = env.str(
 # and a MessageDeduplicationId (shop.sqs_envelope.fifo_fields).
 ORDER_QUEUE_FIFO = ORDER_QUEUE_URL.endswith(".fifo")
 ORDER_QUEUE_NAME = "orders.fifo" if ORDER_QUEUE_FIFO else "orders"
+# Every email of an order (confirmation, shipped, cancelled): the message carries its id.
+EMAIL_TASK_NAME = "notifications.send_email"
+# The first version's task (an order id): still registered, for messages sent before.
 CONFIRMATION_TASK_NAME = "notifications.send_order_confirmation"
 # Seconds to wait before the 1st, 2nd, 3rd... redelivery of a failed confirmation.
 CONFIRMATION_RETRY_DELAYS = [
@@ -466,7 +469,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
             "url": ORDER_QUEUE_URL,
             # After the n-th failed receive the message stays invisible for delays[n-1] s.
             "backoff_policy": dict(enumerate(CONFIRMATION_RETRY_DELAYS, start=1)),
-            "backoff_tasks": [CONFIRMATION_TASK_NAME],
+            "backoff_tasks": [EMAIL_TASK_NAME, CONFIRMATION_TASK_NAME],
         }
     },
     # Bounded calls: kombu's boto3 client (the worker's acknowledgements and visibility

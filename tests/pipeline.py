@@ -264,7 +264,7 @@ def row_locked(order_id: int):
 
     with psycopg.connect(url) as conn, conn.transaction():
         conn.execute(
-            "SELECT 1 FROM notifications_confirmationemail WHERE order_id = %s FOR UPDATE",
+            "SELECT 1 FROM notifications_orderemail WHERE order_id = %s FOR UPDATE",
             [order_id],
         )
         yield
@@ -324,3 +324,13 @@ class WebServer(ChildProcess):
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+
+def task_order_id(args: list, kwargs: dict) -> int:
+    """The order a task message is for: its email's order (``email_id``), or the first
+    version's ``order_id``."""
+    from notifications.models import OrderEmail
+
+    if "email_id" in kwargs:
+        return OrderEmail.objects.get(pk=kwargs["email_id"]).order_id
+    return kwargs["order_id"] if "order_id" in kwargs else args[0]

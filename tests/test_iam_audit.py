@@ -34,7 +34,7 @@ import pytest
 from django.conf import settings
 
 from bench.aws_counter import AwsCounter
-from notifications.models import ConfirmationEmail, EmailStatus
+from notifications.models import EmailStatus, OrderEmail
 from orders.models import Order
 from shop import aws, provisioning
 from shop.models import OutboxMessage
@@ -222,7 +222,7 @@ def test_each_service_calls_exactly_what_its_policy_grants(
         ).start()
         try:
             wait_for(
-                lambda: ConfirmationEmail.objects.filter(
+                lambda: OrderEmail.objects.filter(
                     order=sent_order, status=EmailStatus.SENT
                 ).exists(),
                 timeout=60,

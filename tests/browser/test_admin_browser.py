@@ -13,13 +13,13 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from selenium.webdriver.support.ui import Select
 
-from notifications.models import ConfirmationEmail, EmailStatus
+from notifications.models import EmailStatus, OrderEmail
 from orders import services
 from orders.models import Order, Product
 from shop.sqs_envelope import envelope_decode
 from tests.conftest import make_product
 from tests.outbox import relay_once
-from tests.pipeline import DLQ_URL, queue_counts, sqs, wait_for
+from tests.pipeline import DLQ_URL, queue_counts, sqs, task_order_id, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess]  # Chromium and its driver
 
@@ -52,7 +52,7 @@ def _order(email: str) -> Order:
 
 
 def _fail(order: Order) -> None:
-    ConfirmationEmail.objects.filter(order=order).update(
+    OrderEmail.objects.filter(order=order).update(
         status=EmailStatus.FAILED, attempts=3, last_error=REJECTED
     )
 
@@ -60,8 +60,8 @@ def _fail(order: Order) -> None:
 def _order_id(body: str) -> int:
     """The order id of a confirmation task, from an SQS body as kombu's transport encodes it."""
     envelope = envelope_decode(body)
-    assert envelope.task_name == settings.CONFIRMATION_TASK_NAME
-    return envelope.kwargs["order_id"] if "order_id" in envelope.kwargs else envelope.args[0]
+    assert envelope.task_name in (settings.EMAIL_TASK_NAME, settings.CONFIRMATION_TASK_NAME)
+    return task_order_id(envelope.args, envelope.kwargs)
 
 
 def _receive(queue_url: str, **options) -> list[dict]:
@@ -153,8 +153,7 @@ def test_staff_filter_open_and_resend_confirmation(staff, queues):
     assert browser.path.startswith(f"/admin/orders/order/{failed.pk}/change/")
     history = browser.find("table.email-history").text
     assert "resend" in history.lower(), history
-    failed.confirmation_email.refresh_from_db()
-    assert failed.confirmation_email.status == EmailStatus.PENDING
+    assert OrderEmail.objects.get(order=failed).status == EmailStatus.PENDING
     assert _take(settings.ORDER_QUEUE_URL) == [failed.pk]  # published again, once
 
     # Both orders at once, with the changelist action.
@@ -244,3 +243,8 @@ def test_staff_ship_an_order_with_its_tracking_details(staff, queues):
     assert not browser.find_all("a.ship-order") and not browser.find_all("a.cancel-order")
     order.refresh_from_db()
     assert (order.status, order.carrier, order.tracking_number) == ("shipped", "DHL", "JD014600")
+    # The customer's "your order has shipped" email is recorded, its task in the outbox.
+    shipped = OrderEmail.objects.get(order=order, kind="shipped")
+    assert shipped.status == EmailStatus.PENDING
+    relay_once()
+    assert _take(settings.ORDER_QUEUE_URL) == [order.pk, order.pk]  # confirmation, shipped

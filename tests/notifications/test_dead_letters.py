@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from notifications import dead_letters, queue
-from notifications.models import ConfirmationEmail, EmailEvent, EmailEventKind, EmailStatus
+from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
 from shop import aws
@@ -50,7 +50,7 @@ def _order(email: str | None = None) -> Order:
 
 def _failed_order(error: str = "recipient not verified in the SES sandbox") -> Order:
     order = _order()
-    ConfirmationEmail.objects.filter(order=order).update(
+    OrderEmail.objects.filter(order=order).update(
         status=EmailStatus.FAILED, attempts=3, last_error=error
     )
     return order
@@ -138,7 +138,7 @@ def test_message_decode_reads_celery_messages_and_describes_the_rest():
     )
     assert queue.message_decode(
         envelope_encode(task_name="other.task", kwargs={"order_id": 7})
-    ) == queue.DecodedMessage("other.task", None, "not the confirmation task")
+    ) == queue.DecodedMessage("other.task", None, "not an email task")
     task = settings.CONFIRMATION_TASK_NAME
     assert queue.message_decode(envelope_encode(task_name=task, kwargs={"order_id": 7})) == (
         queue.DecodedMessage(task, 7)
@@ -146,6 +146,12 @@ def test_message_decode_reads_celery_messages_and_describes_the_rest():
     assert queue.message_decode(envelope_encode(task_name=task, args=(8,))).order_id == 8
     no_id = envelope_encode(task_name=task, kwargs={"order_id": True})
     assert queue.message_decode(no_id).problem == "no order id"
+    email_task = settings.EMAIL_TASK_NAME
+    assert queue.message_decode(
+        envelope_encode(task_name=email_task, kwargs={"email_id": 9})
+    ) == queue.DecodedMessage(email_task, None, email_id=9)
+    no_email = envelope_encode(task_name=email_task, kwargs={"email_id": "9"})
+    assert queue.message_decode(no_email).problem == "no email id"
 
 
 @pytest.mark.django_db
@@ -177,7 +183,7 @@ def test_redriven_message_is_sent_by_the_worker_once_the_address_is_verified(wor
     first = workers("failing")
     order = _order(address)  # published on commit; the sandbox refuses the unverified address
     wait_for(lambda: queue_counts(DLQ_URL)[0] == 1, timeout=60, what="message in the DLQ")
-    notification = ConfirmationEmail.objects.get(order=order)
+    notification = OrderEmail.objects.get(order=order)
     assert notification.status == "failed"
     assert "not verified" in notification.last_error
     [row] = dead_letters.dlq_list(limit=10)
@@ -195,7 +201,7 @@ def test_redriven_message_is_sent_by_the_worker_once_the_address_is_verified(wor
         assert (result.done, result.failed, result.not_found, result.ok) == (1, 0, 0, True)
         assert progress == [(row.message_id, order.pk, "moved", "")]
         wait_for(
-            lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+            lambda: OrderEmail.objects.get(order=order).status == "sent",
             timeout=30,
             what="the redriven email sent",
         )
@@ -340,7 +346,7 @@ def test_delete_by_message_id(queues):
     [event] = _events(order, EmailEventKind.DELETED)
     assert event.actor == "admin" and dead_id in event.detail
     assert _events(other, EmailEventKind.DELETED) == []
-    assert ConfirmationEmail.objects.get(order=order).status == "failed"  # left as it was
+    assert OrderEmail.objects.get(order=order).status == "failed"  # left as it was
 
 
 # --- SQS down -----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 
 from notifications import queue
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from tests.conftest import make_product
@@ -52,7 +52,7 @@ def _subjects_by_order(prefix: str) -> dict[int, int]:
 
 def _all_sent(orders) -> bool:
     ids = [o.pk for o in orders]
-    return ConfirmationEmail.objects.filter(order_id__in=ids, status="sent").count() == len(ids)
+    return OrderEmail.objects.filter(order_id__in=ids, status="sent").count() == len(ids)
 
 
 def test_the_same_task_delivered_twice_sends_once(workers):
@@ -67,7 +67,7 @@ def test_the_same_task_delivered_twice_sends_once(workers):
     )
     assert _subjects_by_order("twice@") == {order.pk: 1}
     assert f"confirmation order={order.pk} attempt=1 outcome=skipped" in worker.text()
-    assert ConfirmationEmail.objects.get(order=order).attempts == 1
+    assert OrderEmail.objects.get(order=order).attempts == 1
     wait_for(
         lambda: queue_counts(settings.ORDER_QUEUE_URL) == (0, 0), timeout=15, what="queue empty"
     )
@@ -122,6 +122,6 @@ def test_sigterm_lets_the_running_task_finish(workers):
             wait_for(lock_waiters, timeout=30, what="the task waiting for the record's lock")
         worker.terminate()  # warm shutdown while the task waits for the record's lock
     assert worker.process.wait(60) == 0
-    assert ConfirmationEmail.objects.get(order=order).status == "sent"
+    assert OrderEmail.objects.get(order=order).status == "sent"
     assert _subjects_by_order("term@") == {order.pk: 1}
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0, worker.text()[-3000:]

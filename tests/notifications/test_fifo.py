@@ -19,7 +19,7 @@ import pytest
 from django.core.management import call_command
 
 from notifications import dead_letters
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop import aws, provisioning
@@ -118,7 +118,7 @@ def test_fifo_retries_dead_letters_and_redrive_bring_it_back(fifo_queues, worker
     sqs().send_message(QueueUrl=url, MessageBody=body, **fields)
 
     wait_for(lambda: queue_counts(dlq_url)[0] == 1, timeout=60, what="message in the FIFO DLQ")
-    notification = ConfirmationEmail.objects.get(order=order)
+    notification = OrderEmail.objects.get(order=order)
     assert notification.status == "failed"
     assert notification.attempts == MAX_RECEIVE_COUNT
     log = failing.text()
@@ -148,7 +148,7 @@ def test_fifo_retries_dead_letters_and_redrive_bring_it_back(fifo_queues, worker
         result = dead_letters.dlq_redrive(message_ids=[dead["MessageId"]], actor="tester")
         assert (result.done, result.failed) == (1, 0)
         wait_for(
-            lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+            lambda: OrderEmail.objects.get(order=order).status == "sent",
             timeout=30,
             what="the redriven email sent",
         )
@@ -197,7 +197,7 @@ def test_kombu_publish_to_a_fifo_queue_names_the_order_as_group(fifo_queues, wor
     before = len(sent_emails("alice@example.com"))
     workers(ORDER_QUEUE_URL=url)
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+        lambda: OrderEmail.objects.get(order=order).status == "sent",
         timeout=30,
         what="email sent from the FIFO queue",
     )

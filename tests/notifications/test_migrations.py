@@ -100,3 +100,38 @@ def test_every_pending_email_gets_its_outbox_row(settings):
         assert all(r.available_at is None and r.attempts == 0 for r in rows)  # due now
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def test_confirmation_records_become_order_emails_and_keep_their_permissions():
+    """0007: each ConfirmationEmail row is an OrderEmail of kind ``confirmation`` (its history
+    and SES ids with it); staff granted "Can view confirmation email" can view order emails."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    apps = _migrate([("notifications", "0006_pending_emails_to_outbox")])
+    try:
+        old = apps.get_model("notifications", "ConfirmationEmail")
+        record = old.objects.create(order=_order(apps, 1), status="sent")
+        apps.get_model("notifications", "EmailEvent").objects.create(
+            notification_id=record.pk, kind="sent"
+        )
+        apps.get_model("notifications", "SesMessage").objects.create(
+            message_id="ses-1", email_id=record.pk
+        )
+        view = Permission.objects.get(
+            content_type__app_label="notifications", codename="view_confirmationemail"
+        )
+        user = get_user_model().objects.create_user("viewer", is_staff=True)
+        user.user_permissions.add(view)
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    from notifications.models import OrderEmail
+
+    email = OrderEmail.objects.get(pk=record.pk)
+    assert (email.kind, email.status, email.order_id) == ("confirmation", "sent", record.order_id)
+    assert list(email.events.values_list("kind", flat=True)) == ["sent"]
+    assert list(email.ses_messages.values_list("message_id", flat=True)) == ["ses-1"]
+    user = get_user_model().objects.get(pk=user.pk)
+    assert user.has_perm("notifications.view_orderemail")
+    assert not Permission.objects.filter(codename__endswith="_confirmationemail").exists()

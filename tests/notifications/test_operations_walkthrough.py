@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from notifications import services
-from notifications.models import ConfirmationEmail, EmailStatus
+from notifications.models import EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
 from tests.conftest import make_product
@@ -49,7 +49,7 @@ def test_unverified_email_dead_lettered_then_verified_redriven_and_sent(workers)
 
     # 1. Three refused attempts (the SES sandbox), then SQS moves the message to the DLQ.
     wait_for(lambda: queue_counts(DLQ_URL)[0] == 1, timeout=90, what="message in the DLQ")
-    record = ConfirmationEmail.objects.get(order=order)
+    record = OrderEmail.objects.get(order=order)
     assert record.status == EmailStatus.FAILED
     assert "not verified" in record.last_error
     assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
@@ -63,7 +63,7 @@ def test_unverified_email_dead_lettered_then_verified_redriven_and_sent(workers)
     redrive = _command("dlq_redrive")
     assert "1" in redrive
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == EmailStatus.SENT,
+        lambda: OrderEmail.objects.get(order=order).status == EmailStatus.SENT,
         timeout=30,
         what="email sent after the redrive",
     )

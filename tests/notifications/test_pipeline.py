@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop.models import OutboxMessage
@@ -41,8 +41,8 @@ def _place(api_client, token, **address) -> Order:
     return Order.objects.get(pk=response.json()["id"])
 
 
-def _notification(order: Order) -> ConfirmationEmail:
-    return ConfirmationEmail.objects.get(order=order)
+def _notification(order: Order) -> OrderEmail:
+    return OrderEmail.objects.get(order=order)
 
 
 def _mime(message: dict) -> email.message.EmailMessage:
@@ -94,7 +94,7 @@ def test_unverified_customer_goes_to_the_dlq_after_max_receive_count(
     order = _place(api_client, bob_token)
 
     dead = wait_for(lambda: dlq_messages(DLQ_URL), timeout=60, what="message in the DLQ")
-    assert [m.task_name for m in dead] == [settings.CONFIRMATION_TASK_NAME]
+    assert [m.task_name for m in dead] == [settings.EMAIL_TASK_NAME]
     notification = _notification(order)
     assert notification.status == "failed"
     assert notification.attempts == 3

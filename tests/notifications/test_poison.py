@@ -16,7 +16,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from shop.sqs_envelope import envelope_encode, envelope_replace
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import Worker, dlq_bodies, queue_counts, sqs, wait_for
@@ -69,7 +69,7 @@ def _confirm_an_order(api_client, token: str) -> None:
     assert response.status_code == 201, response.content
     order_id = response.json()["id"]
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order_id=order_id).status == "sent",
+        lambda: OrderEmail.objects.get(order_id=order_id).status == "sent",
         timeout=30,
         what="the valid order's email sent",
     )

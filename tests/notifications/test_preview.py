@@ -38,7 +38,7 @@ def test_admin_preview_renders_without_sending(client, order):
     )
     client.force_login(staff)
     page = client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
-    preview_url = f"/admin/notifications/confirmationemail/preview/{order.pk}/"
+    preview_url = f"/admin/notifications/orderemail/preview/{order.emails.get().pk}/"
     assert preview_url in page
     response = client.get(preview_url)
     assert response.status_code == 200
@@ -50,7 +50,7 @@ def test_admin_preview_renders_without_sending(client, order):
 
 
 def test_preview_needs_staff(client, order):
-    response = client.get(f"/admin/notifications/confirmationemail/preview/{order.pk}/")
+    response = client.get(f"/admin/notifications/orderemail/preview/{order.emails.get().pk}/")
     assert response.status_code == 302
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from notifications.models import ConfirmationEmail, EmailEvent, EmailEventKind, EmailStatus
+from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
 from tests.conftest import make_product
@@ -44,12 +44,12 @@ def _client(user: User | None, **kwargs) -> Client:
 
 @pytest.fixture
 def viewer() -> Client:
-    return _client(_user("viewer", "view_confirmationemail"))
+    return _client(_user("viewer", "view_orderemail"))
 
 
 @pytest.fixture
 def operator() -> Client:
-    return _client(_user("operator", "view_confirmationemail", "operate_queues"))
+    return _client(_user("operator", "view_orderemail", "operate_queues"))
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def _failed_order(last_error: str = "recipient not verified in the SES sandbox")
         ),
         lines=[order_services.LineRequest(sku=product.sku, quantity=1)],
     )
-    ConfirmationEmail.objects.filter(order=order).update(
+    OrderEmail.objects.filter(order=order).update(
         status=EmailStatus.FAILED, attempts=3, last_error=last_error
     )
     return order
@@ -99,7 +99,7 @@ def test_pages_are_for_staff_with_view_permission_only(queues, name):
     url = reverse(name)
     anonymous = _client(None).get(url)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
-    customer = _client(_user("customer", "view_confirmationemail", staff=False)).get(url)
+    customer = _client(_user("customer", "view_orderemail", staff=False)).get(url)
     assert customer.status_code == 302 and "/login/" in customer["Location"]
     assert _client(_user("clerk")).get(url).status_code == 403
 
@@ -229,7 +229,7 @@ def test_acting_without_a_selection_does_nothing(queues, operator):
 
 def test_actions_need_the_csrf_token(queues):
     client = _client(
-        _user("operator", "view_confirmationemail", "operate_queues"), enforce_csrf_checks=True
+        _user("operator", "view_orderemail", "operate_queues"), enforce_csrf_checks=True
     )
     dead_letter(_failed_order().pk)
     response = client.post(reverse(DLQ), {"action": "redrive_all"})

@@ -14,9 +14,9 @@ from django.core.management import call_command
 
 from notifications import services
 from notifications.models import (
-    ConfirmationEmail,
     EmailEvent,
     EmailStatus,
+    OrderEmail,
     SuppressedAddress,
 )
 from orders import services as order_services
@@ -62,7 +62,7 @@ def test_resend_from_the_admin_sends_a_sent_email_again_and_records_it(staff, wo
     workers()
     order = _order()
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == EmailStatus.SENT,
+        lambda: OrderEmail.objects.get(order=order).status == EmailStatus.SENT,
         timeout=30,
         what="first email sent",
     )
@@ -81,7 +81,7 @@ def test_resend_from_the_admin_sends_a_sent_email_again_and_records_it(staff, wo
         what="the resent email",
     )
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == EmailStatus.SENT,
+        lambda: OrderEmail.objects.get(order=order).status == EmailStatus.SENT,
         timeout=10,
         what="record sent again",
     )
@@ -155,9 +155,10 @@ def test_resend_command_reports_each_order_and_totals(queues):
     assert "order 999999: no such order" in text
     assert "resend: 2 requested, 1 queued, 1 unknown" in text
     # The order's own row and the resend's: both published by the relay.
-    assert OutboxMessage.objects.filter(payload__kwargs__order_id=order.pk).count() == 2
+    email = OrderEmail.objects.get(order=order)
+    assert OutboxMessage.objects.filter(payload__kwargs__email_id=email.pk).count() == 2
     assert relay_once().published == 2
-    assert ConfirmationEmail.objects.get(order=order).queued_at is not None
+    assert OrderEmail.objects.get(order=order).queued_at is not None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -172,7 +173,7 @@ def test_resend_while_sqs_is_down_is_published_once_sqs_is_back(queues, settings
     assert "resend: 1 requested, 1 queued, 0 unknown" in out.getvalue()
     counts = relay_once()
     assert (counts.published, counts.failed) == (0, 1)
-    record = ConfirmationEmail.objects.get(order=order)
+    record = OrderEmail.objects.get(order=order)
     assert record.status == EmailStatus.PENDING
     [row] = OutboxMessage.objects.all()
     assert row.attempts == 1 and row.last_error
@@ -193,7 +194,7 @@ def test_a_suppressed_address_is_not_sent_to(settings):
     outcome = services.confirmation_send(order_id=order.pk, attempt=1)
 
     assert outcome.outcome == "suppressed"
-    record = ConfirmationEmail.objects.get(order=order)
+    record = OrderEmail.objects.get(order=order)
     assert record.status == EmailStatus.SUPPRESSED
     assert "bounce" in record.last_error
     assert len(sent_emails()) == before

@@ -34,9 +34,9 @@ from django.test import Client
 
 from notifications import ses, sns
 from notifications.models import (
-    ConfirmationEmail,
     EmailEvent,
     EmailStatus,
+    OrderEmail,
     SuppressedAddress,
 )
 from notifications.services import confirmation_resend, confirmation_send
@@ -319,7 +319,7 @@ def sent_order(email: str) -> tuple[Order, str]:
     relay_once()  # its task on the queue, as the relay publishes it ("queued")
     outcome = confirmation_send(order_id=order.pk)
     assert outcome.outcome == "sent" and outcome.ses_message_id
-    record = ConfirmationEmail.objects.get(order=order)
+    record = OrderEmail.objects.get(order=order)
     assert record.status == EmailStatus.SENT
     assert [m.message_id for m in record.ses_messages.all()] == [outcome.ses_message_id]
     return order, outcome.ses_message_id
@@ -338,8 +338,8 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
 
 
-def record_of(order: Order) -> ConfirmationEmail:
-    return ConfirmationEmail.objects.get(order=order)
+def record_of(order: Order) -> OrderEmail:
+    return OrderEmail.objects.get(order=order)
 
 
 def kinds(order: Order) -> list[str]:

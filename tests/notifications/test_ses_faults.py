@@ -16,7 +16,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from tests.conftest import make_product
@@ -63,7 +63,7 @@ def test_an_answer_lost_after_ses_took_the_email_is_retried_by_sqs_only(
         worker = workers(SES_SANDBOX="false", AWS_ENDPOINT_URL_SES=proxy.url, **env)
         order = _order(recipient)
         wait_for(
-            lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+            lambda: OrderEmail.objects.get(order=order).status == "sent",
             timeout=60,
             what="email sent on the redelivery",
         )
@@ -77,7 +77,7 @@ def test_an_answer_lost_after_ses_took_the_email_is_retried_by_sqs_only(
     assert f"confirmation order={order.pk} attempt=2 outcome=sent" in log
     # SES took both: the one duplicate this window allows (README, Guarantees).
     assert len(sent_emails(recipient)) == 2
-    record = ConfirmationEmail.objects.get(order=order)
+    record = OrderEmail.objects.get(order=order)
     assert record.attempts == 2
     assert [(e.kind, e.attempt) for e in record.events.exclude(kind="queued")] == [
         ("failed", 1),

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifications.models import ConfirmationEmail, EmailEvent
+from notifications.models import EmailEvent, OrderEmail
 from orders import services
 from orders.models import Order, Product
 from tests.conftest import make_product
@@ -54,7 +54,7 @@ def _orders(prefix: str, count: int) -> list[Order]:
 
 def _all_sent(orders: list[Order]) -> bool:
     ids = [order.pk for order in orders]
-    return ConfirmationEmail.objects.filter(order_id__in=ids, status="sent").count() == len(ids)
+    return OrderEmail.objects.filter(order_id__in=ids, status="sent").count() == len(ids)
 
 
 def _emails_per_order(prefix: str) -> Counter[int]:
@@ -187,7 +187,7 @@ def test_no_slot_before_the_time_limit_returns_the_message_shortly_as_throttled(
     throttled, sent = EmailEvent.objects.filter(notification__order=late).exclude(kind="queued")
     assert "no SES send slot within the attempt's time limit" in throttled.detail
     assert (sent.created_at - throttled.created_at).total_seconds() < 8  # not the 9 s backoff
-    assert ConfirmationEmail.objects.get(order=late).attempts == 1  # one send, no failure
+    assert OrderEmail.objects.get(order=late).attempts == 1  # one send, no failure
     log = worker.text()
     assert f"confirmation order={late.pk} attempt=1 outcome=throttled" in log
     assert "outcome=failed" not in log and "raised unexpected" not in log

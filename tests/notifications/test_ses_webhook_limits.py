@@ -24,7 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from notifications import sns
-from notifications.models import ConfirmationEmail, EmailStatus
+from notifications.models import EmailStatus, OrderEmail
 from shop.logging import email_addresses_mask
 from tests.notifications import test_ses_events as ses_events
 from tests.notifications.test_ses_events import (
@@ -188,8 +188,8 @@ def test_a_burst_of_strangers_costs_no_connection_and_real_events_still_land(
     assert fake_sns.connections == connections  # the burst made no outbound connection
     assert fake_sns.requests == [PEM_PATH]
     for order, _ in delivered:
-        assert ConfirmationEmail.objects.get(order=order).status == EmailStatus.DELIVERED
-    assert ConfirmationEmail.objects.get(order=bounced).status == EmailStatus.BOUNCED
+        assert OrderEmail.objects.get(order=order).status == EmailStatus.DELIVERED
+    assert OrderEmail.objects.get(order=bounced).status == EmailStatus.BOUNCED
 
     log = web.text()
     assert "suppressed" in log
@@ -237,7 +237,7 @@ def test_a_failed_attempt_that_quotes_the_address_is_logged_masked(transactional
     assert f"could not ask SES about {email_addresses_mask(to)}" in log
     _assert_no_address_whole(log, [to])
     # The database keeps the reason whole (it is personal data there: README).
-    assert to in ConfirmationEmail.objects.get(order=order).last_error
+    assert to in OrderEmail.objects.get(order=order).last_error
 
 
 @given(

@@ -15,7 +15,7 @@ import pytest
 from celery import current_app
 from django.conf import settings
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders.models import Order
 from shop import sqs_envelope
 from shop.models import OutboxMessage
@@ -164,7 +164,8 @@ def test_worker_consumes_a_message_written_with_envelope_encode(api_client, alic
     assert response.status_code == 201, response.content
     order = Order.objects.get(pk=response.json()["id"])
     # The web request's own task (in the outbox) goes: only the one written here may send.
-    assert OutboxMessage.objects.filter(payload__kwargs__order_id=order.pk).delete()[0] == 1
+    email_id = order.emails.get().pk  # the task names the email only
+    assert OutboxMessage.objects.filter(payload__kwargs__email_id=email_id).delete()[0] == 1
     assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
     before = len(sent_emails("alice@example.com"))
 
@@ -175,7 +176,7 @@ def test_worker_consumes_a_message_written_with_envelope_encode(api_client, alic
     workers()
 
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+        lambda: OrderEmail.objects.get(order=order).status == "sent",
         timeout=30,
         what="email sent",
     )

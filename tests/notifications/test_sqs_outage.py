@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders.models import Order, Product
 from shop.models import OutboxMessage
 from tests.aws_proxy import AwsProxy
@@ -52,10 +52,10 @@ def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
     assert status == 201, body
     assert body["confirmation_email"]["status"] == "pending"
     order = Order.objects.get(pk=body["id"])
-    assert ConfirmationEmail.objects.get(order=order).status == "pending"
+    assert OrderEmail.objects.get(order=order).status == "pending"
     assert Product.objects.get(sku="MUG").stock == 4
     [row] = OutboxMessage.objects.all()
-    assert row.payload["kwargs"] == {"order_id": order.pk}
+    assert row.payload["kwargs"] == {"email_id": order.emails.get().pk}
 
     # A relay whose SQS is down: the row stays, with its error, backing off.
     with AwsProxy(settings.AWS_ENDPOINT_URL) as proxy:
@@ -78,10 +78,10 @@ def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
         finally:
             relay.kill()
     assert queue_counts(settings.ORDER_QUEUE_URL) == (1, 0)
-    assert ConfirmationEmail.objects.get(order=order).queued_at is not None
+    assert OrderEmail.objects.get(order=order).queued_at is not None
     workers(SES_SANDBOX="false")
     wait_for(
-        lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+        lambda: OrderEmail.objects.get(order=order).status == "sent",
         timeout=60,
         what="email sent",
     )
@@ -105,7 +105,7 @@ def test_confirmation_sweep_is_one_relay_pass(queues):
     call_command("confirmation_sweep", "--older-than", "600", stdout=out)
     assert "outbox: 1 published (sqs_task 1), 0 failed" in out.getvalue()
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 1
-    assert ConfirmationEmail.objects.get(order=order).queued_at is not None
+    assert OrderEmail.objects.get(order=order).queued_at is not None
     out = io.StringIO()
     call_command("confirmation_sweep", stdout=out)
     assert "outbox: 0 published (none), 0 failed" in out.getvalue()

@@ -19,13 +19,13 @@ import uuid
 import pytest
 from django.conf import settings
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop.sqs_envelope import Envelope
 from tests.conftest import make_product
 from tests.faults import DepthSampler, sender_pid
-from tests.pipeline import DLQ_URL, dlq_messages, sent_emails, sqs, wait_for
+from tests.pipeline import DLQ_URL, dlq_messages, sent_emails, sqs, task_order_id, wait_for
 from tests.ses_proxy import SesProxy
 
 pytestmark = [
@@ -91,7 +91,7 @@ def _peek(queue_url: str) -> list[dict]:
 
 
 def _order_of(message: Envelope) -> int:
-    return message.kwargs.get("order_id") or message.args[0]
+    return task_order_id(message.args, message.kwargs)
 
 
 @pytest.mark.parametrize("kills", [1, 2], ids=["killed once", "killed twice in a row"])
@@ -109,7 +109,7 @@ def test_a_pool_child_killed_mid_send_is_a_failed_attempt_and_the_email_goes_out
         killed = [_kill_the_sender(proxy, worker, n) for n in range(kills)]
         proxy.release()  # the next delivery's send goes through
         wait_for(
-            lambda: ConfirmationEmail.objects.get(order=order).status == "sent",
+            lambda: OrderEmail.objects.get(order=order).status == "sent",
             timeout=60,
             what="email sent after the lost attempts",
         )
@@ -120,7 +120,7 @@ def test_a_pool_child_killed_mid_send_is_a_failed_attempt_and_the_email_goes_out
     log = worker.text()
     assert "Unrecoverable error" not in log
     for attempt in range(1, kills + 1):
-        assert f"attempt={attempt} task={settings.CONFIRMATION_TASK_NAME} outcome=requeued" in log
+        assert f"attempt={attempt} task={settings.EMAIL_TASK_NAME} outcome=requeued" in log
     assert f"confirmation order={order.pk} attempt={kills + 1} outcome=sent" in log
     assert len(set(re.findall(r"returned message id=(\S+) attempt=", log))) == 1
     # Never re-sent: one message, in flight or waiting out its backoff, at every moment.
@@ -144,13 +144,13 @@ def test_a_message_that_kills_its_child_on_every_delivery_ends_in_the_dlq(worker
         dead = wait_for(lambda: dlq_messages(DLQ_URL), timeout=60, what="message in the DLQ")
         wait_for(lambda: depths.samples[-1].dead == 1, timeout=10, what="the DLQ's count")
 
-    assert [m.task_name for m in dead] == [settings.CONFIRMATION_TASK_NAME]
+    assert [m.task_name for m in dead] == [settings.EMAIL_TASK_NAME]
     assert [_order_of(m) for m in dead] == [order.pk]
     assert worker.process.poll() is None, "the worker's main process died"
     log = worker.text()
     assert "Unrecoverable error" not in log
     for attempt in range(1, MAX_RECEIVE_COUNT + 1):
-        assert f"attempt={attempt} task={settings.CONFIRMATION_TASK_NAME} outcome=requeued" in log
+        assert f"attempt={attempt} task={settings.EMAIL_TASK_NAME} outcome=requeued" in log
     assert f"attempt={MAX_RECEIVE_COUNT + 1}" not in log
     # One message all along, never a copy: the same SQS MessageId on every lost attempt and
     # in the DLQ (a re-send would have a new id), never two at once.

@@ -15,7 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 
 from notifications import feedback
-from notifications.models import ConfirmationEmail, EmailEvent, SesMessage, SuppressedAddress
+from notifications.models import EmailEvent, OrderEmail, SesMessage, SuppressedAddress
 from orders import services
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from orders.privacy import ERASED_EMAIL, HOLDERS
@@ -60,7 +60,7 @@ def customers():
         lines=[services.LineRequest(sku="ERASE-1", quantity=3)],
     )
     second_order = Order.objects.get(pk=second.body["id"])
-    record = ConfirmationEmail.objects.get(order=second_order)
+    record = OrderEmail.objects.get(order=second_order)
     SesMessage.objects.create(message_id="ses-carol-1", email=record)
     record.status = "sent"
     record.last_error = "SES MessageRejected: ... failed the check: carol@example.com"
@@ -104,7 +104,7 @@ def _everything() -> str:
     """Every row the two apps hold (and the admin log), as text."""
     rows = [
         *Order.objects.values(),
-        *ConfirmationEmail.objects.values(),
+        *OrderEmail.objects.values(),
         *SesMessage.objects.values(),
         *EmailEvent.objects.values(),
         *SuppressedAddress.objects.values(),

@@ -10,7 +10,7 @@ from django.db import connection, connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders.models import IdempotencyKey, Order, Product
 from tests.conftest import auth, make_product, order_body
 
@@ -33,7 +33,7 @@ def test_same_key_same_body_replays_the_first_answer(api_client, alice_token):
     assert again["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
     assert Order.objects.count() == 1
-    assert ConfirmationEmail.objects.count() == 1
+    assert OrderEmail.objects.count() == 1
     assert Product.objects.get(sku="MUG").stock == 8
 
 

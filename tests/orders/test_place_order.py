@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from orders.models import Order, OrderLine, Product
 from tests.conftest import make_product, order_body
 
@@ -67,7 +67,7 @@ def test_order_is_priced_on_the_server_and_takes_stock(alice, catalog):
     assert data["confirmation_email"] == {"status": "pending", "sent_at": None}
     assert _stock() == {"MUG": 8, "TEE": 0, "OLD": 10}
     assert order.total == Decimal("97.00")
-    assert ConfirmationEmail.objects.get(order=order).status == "pending"
+    assert OrderEmail.objects.get(order=order).status == "pending"
 
 
 def test_order_can_be_read_back(alice, catalog):
@@ -95,7 +95,7 @@ def _assert_bad_request(alice, body, *, attr: str | None = None, status: int = 4
         assert any(a == attr or a.startswith(f"{attr}.") for a in attrs), data
     assert Order.objects.count() == 0
     assert OrderLine.objects.count() == 0
-    assert ConfirmationEmail.objects.count() == 0
+    assert OrderEmail.objects.count() == 0
     assert _stock() == before
     return data
 

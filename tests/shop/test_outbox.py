@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.models import ConfirmationEmail
+from notifications.models import OrderEmail
 from notifications.queue import message_decode
 from orders import services
 from orders.models import Order
@@ -28,6 +28,11 @@ from tests.outbox import relay_once
 from tests.pipeline import drain, free_port, sqs
 
 pytestmark = pytest.mark.django_db
+
+
+def _order_of(body: str) -> int:
+    """The order an email task's message is for (the message names its email only)."""
+    return OrderEmail.objects.get(pk=message_decode(body).email_id).order_id
 
 
 def _place(sku: str = "MUG", quantity: int = 1) -> Order:
@@ -73,12 +78,12 @@ def test_an_order_writes_its_confirmation_task_in_its_transaction(queues):
     [row] = OutboxMessage.objects.all()
     assert row.kind == OutboxKind.SQS_TASK
     assert row.destination == settings.ORDER_QUEUE_URL
-    assert row.payload["task"] == settings.CONFIRMATION_TASK_NAME
-    assert row.payload["kwargs"] == {"order_id": order.pk}
+    assert row.payload["task"] == settings.EMAIL_TASK_NAME
+    assert row.payload["kwargs"] == {"email_id": order.emails.get().pk}
     assert row.group_id == str(order.pk)
     # Nothing was published: the queue is empty, the email pending and not yet queued.
     assert _bodies(queues.url) == []
-    email = ConfirmationEmail.objects.get(order=order)
+    email = OrderEmail.objects.get(order=order)
     assert (email.status, email.queued_at, email.events.count()) == ("pending", None, 0)
 
 
@@ -118,13 +123,13 @@ def test_the_relay_publishes_what_the_worker_consumes_and_marks_the_email_queued
     assert (counts.published, counts.failed, counts.calls) == (1, 0, 1)
     [body] = _bodies(queues.url)
     decoded = message_decode(body)
-    assert (decoded.task, decoded.order_id, decoded.problem) == (
-        settings.CONFIRMATION_TASK_NAME,
-        order.pk,
+    assert (decoded.task, decoded.email_id, decoded.problem) == (
+        settings.EMAIL_TASK_NAME,
+        order.emails.get().pk,
         "",
     )
     assert OutboxMessage.objects.count() == 0  # published rows are deleted
-    email = ConfirmationEmail.objects.get(order=order)
+    email = OrderEmail.objects.get(order=order)
     assert email.status == "pending" and email.queued_at is not None
     assert [e.kind for e in email.events.all()] == ["queued"]
     # Nothing left: a second pass publishes nothing.
@@ -138,7 +143,7 @@ def test_pending_rows_are_published_in_batches_of_ten(queues, proxy):
     counts = relay_once()
     assert (counts.published, counts.failed) == (23, 0)
     assert proxy.calls("sqs") == {"SendMessageBatch": 3}
-    ids = sorted(message_decode(b).order_id for b in _bodies(queues.url))
+    ids = sorted(_order_of(b) for b in _bodies(queues.url))
     assert ids == sorted(o.pk for o in orders)
 
 
@@ -160,7 +165,7 @@ def test_sqs_down_keeps_the_rows_and_publishes_them_once_back(queues, proxy, set
     before = proxy.calls("sqs")["SendMessageBatch"]
     assert relay_once().published == 3
     assert proxy.calls("sqs")["SendMessageBatch"] - before == 1  # batched again, not alone
-    assert sorted(message_decode(b).order_id for b in _bodies(queues.url)) == [o.pk for o in orders]
+    assert sorted(_order_of(b) for b in _bodies(queues.url)) == [o.pk for o in orders]
     assert OutboxMessage.objects.count() == 0
 
 
@@ -178,7 +183,7 @@ def test_an_entry_the_batch_refuses_is_retried_alone_with_back_off(queues, proxy
     assert left.last_error.startswith("refused: InternalError")
     assert left.available_at > timezone.now()
     # The others went out in that one call, and did not wait for it.
-    assert sorted(message_decode(b).order_id for b in _bodies(queues.url)) == sorted(
+    assert sorted(_order_of(b) for b in _bodies(queues.url)) == sorted(
         o.pk for i, o in enumerate(orders) if i != 2
     )
     # Due again: it goes alone, in a call of its own.
@@ -189,7 +194,7 @@ def test_an_entry_the_batch_refuses_is_retried_alone_with_back_off(queues, proxy
     counts = relay_once()
     assert (counts.published, counts.failed) == (4, 0)
     assert proxy.calls("sqs")["SendMessageBatch"] - before == 2  # the retried one alone
-    assert sorted(message_decode(b).order_id for b in _bodies(queues.url)) == sorted(
+    assert sorted(_order_of(b) for b in _bodies(queues.url)) == sorted(
         [orders[2].pk, *(o.pk for o in newer)]
     )
 
@@ -221,10 +226,10 @@ def test_a_resend_writes_a_row_in_its_transaction(queues):
     result = notification_services.confirmation_resend(order_ids=[order.pk, 999999])
     assert result.queued == [order.pk] and result.missing == [999999]
     [row] = OutboxMessage.objects.all()
-    assert row.payload["kwargs"] == {"order_id": order.pk}
+    assert row.payload["kwargs"] == {"email_id": order.emails.get().pk}
     relay_once()
-    assert [message_decode(b).order_id for b in _bodies(queues.url)] == [order.pk]
-    kinds = [e.kind for e in ConfirmationEmail.objects.get(order=order).events.all()]
+    assert [_order_of(b) for b in _bodies(queues.url)] == [order.pk]
+    kinds = [e.kind for e in OrderEmail.objects.get(order=order).events.all()]
     assert kinds == ["queued", "resend", "queued"]
 
 
@@ -301,7 +306,7 @@ def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues
     from django.contrib.auth.models import Permission
 
     user = get_user_model().objects.create_user("ops-viewer", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_confirmationemail"))
+    user.user_permissions.add(Permission.objects.get(codename="view_orderemail"))
     client.force_login(user)
     make_product(sku="MUG", stock=5)
     _place()
@@ -342,4 +347,4 @@ def test_on_a_fifo_queue_the_order_is_the_group_and_the_row_the_deduplication_id
     [message] = messages
     assert message["Attributes"]["MessageGroupId"] == str(order.pk)
     assert message["Attributes"]["MessageDeduplicationId"] == str(row.pk)
-    assert message_decode(message["Body"]).order_id == order.pk
+    assert _order_of(message["Body"]) == order.pk

@@ -32,6 +32,7 @@ class Command(BaseCommand):
                 f"{row.message_id}  {order}  {row.customer_email or '-'}  "
                 f"receives={row.receive_count}  first_seen={_when(row.first_seen)}  "
                 f"sent={_when(row.sent_at)}"
+                + (f"  email={row.email_kind}" if row.email_kind else "")
             )
             if row.problem:
                 self.stdout.write(f"    problem: {row.problem}")

@@ -1,4 +1,4 @@
-"""Write an order's confirmation email to files, without sending it."""
+"""Write one of an order's emails to files, without sending it."""
 
 from pathlib import Path
 
@@ -9,15 +9,19 @@ from orders.models import Order
 
 
 class Command(BaseCommand):
-    help = "Render ORDER_ID's confirmation email to OUTPUT.html and OUTPUT.txt (nothing is sent)."
+    help = (
+        "Render ORDER_ID's email of --kind (confirmation, shipped, cancelled) to OUTPUT.html "
+        "and OUTPUT.txt (nothing is sent)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("order_id", type=int)
         parser.add_argument("--output", default="var/email-preview", help="path without suffix")
+        parser.add_argument("--kind", default="confirmation", choices=sorted(services.EMAIL_KINDS))
 
-    def handle(self, *args, order_id: int, output: str, **options):
+    def handle(self, *args, order_id: int, output: str, kind: str, **options):
         try:
-            email = services.confirmation_preview(order_id=order_id)
+            email = services.order_email_preview(order_id=order_id, kind=kind)
         except Order.DoesNotExist:
             raise CommandError(f"no order {order_id}") from None
         base = Path(output)

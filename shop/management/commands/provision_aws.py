@@ -23,7 +23,7 @@ class Command(BaseCommand):
             "--order-events",
             action="store_true",
             help="Also create the SNS topic shop-order-events and a demo queue of the same name "
-            "subscribed to its OrderPlaced events; writes ORDER_EVENTS_TOPIC_ARN.",
+            "subscribed to its order events; writes ORDER_EVENTS_TOPIC_ARN.",
         )
         parser.add_argument(
             "--fifo",
