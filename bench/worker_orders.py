@@ -168,16 +168,16 @@ def bulk(args: argparse.Namespace) -> dict:
                 for order, cart in zip(orders, carts, strict=True)
                 for product, quantity in cart
             )
-            OrderEmail.objects.bulk_create(
+            emails = OrderEmail.objects.bulk_create(
                 OrderEmail(order=order, status=EmailStatus.PENDING) for order in orders
             )
-            if args.outbox:  # each confirmation's task in the outbox, as order_place writes it
-                for order in orders:
+            if args.outbox:  # each email's task in the outbox, as order_place writes it
+                for email in emails:
                     outbox_task_add(
                         queue_url=settings.ORDER_QUEUE_URL,
-                        task_name=settings.CONFIRMATION_TASK_NAME,
-                        kwargs={"order_id": order.pk},
-                        group_id=str(order.pk),
+                        task_name=settings.EMAIL_TASK_NAME,
+                        kwargs={"email_id": email.pk},
+                        group_id=str(email.order_id),
                     )
         ids += [order.pk for order in orders]
     return {
