@@ -156,12 +156,20 @@ class Run:
         return result
 
     def place(
-        self, count: int, *, rate: float = 0, publish: str = "outbox", **env: str
+        self,
+        count: int,
+        *,
+        rate: float = 0,
+        publish: str = "outbox",
+        direct_queue: str = "",
+        **env: str,
     ) -> dict[int, float]:
         args = ["place", "--count", str(count), "--customers", str(CUSTOMERS)]
         if rate:
             args += ["--rate", str(rate)]
         args += ["--publish", publish]
+        if direct_queue:
+            args += ["--direct-queue", direct_queue]
         return dict(
             (order_id, at)
             for order_id, at in self.django("worker_orders.py", *args, **env)["orders"]

@@ -82,20 +82,33 @@ def place(args: argparse.Namespace) -> dict:
             lines=next(carts),
         )
         if args.publish == "direct":
-            direct_publish(order.pk)
+            direct_publish(order.pk, queue_url=args.direct_queue)
         placed.append((order.pk, time.time()))
     elapsed = time.time() - started
     connection.close()
     return {"orders": placed, "seconds": elapsed}
 
 
-def direct_publish(order_id: int) -> None:
+def direct_publish(order_id: int, *, queue_url: str = "") -> None:
     """The shop before the outbox (``place --publish direct``): the request published the
-    confirmation task itself after the commit (one SendMessage, ``confirmation_enqueue``) and
-    answered 201 after that. The order's outbox rows are deleted, so that no relay publishes
-    it too (run none meanwhile)."""
-    from notifications.queue import confirmation_enqueue
+    confirmation task itself after the commit (one SendMessage) and answered 201 after that.
+    Without ``queue_url``: with ``confirmation_enqueue``, and the order's outbox rows deleted
+    so that no relay publishes it too (run none meanwhile). With ``--direct-queue URL``: one
+    plain boto3 SendMessage of the same Celery message to that queue, the rows left for a
+    relay to publish to ``ORDER_QUEUE_URL`` (a queue nobody reads), so a relay may run."""
+    from django.conf import settings
+
+    from shop import aws
     from shop.models import OutboxMessage
+    from shop.sqs_envelope import envelope_encode
+
+    if queue_url:
+        body = envelope_encode(
+            task_name=settings.CONFIRMATION_TASK_NAME, kwargs={"order_id": order_id}
+        )
+        aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)
+        return
+    from notifications.queue import confirmation_enqueue
 
     confirmation_enqueue(order_id=order_id)
     # The order's email task names its email (kind confirmation: the order's only one yet).
@@ -155,16 +168,16 @@ def bulk(args: argparse.Namespace) -> dict:
                 for order, cart in zip(orders, carts, strict=True)
                 for product, quantity in cart
             )
-            OrderEmail.objects.bulk_create(
+            emails = OrderEmail.objects.bulk_create(
                 OrderEmail(order=order, status=EmailStatus.PENDING) for order in orders
             )
-            if args.outbox:  # each confirmation's task in the outbox, as order_place writes it
-                for order in orders:
+            if args.outbox:  # each email's task in the outbox, as order_place writes it
+                for email in emails:
                     outbox_task_add(
                         queue_url=settings.ORDER_QUEUE_URL,
-                        task_name=settings.CONFIRMATION_TASK_NAME,
-                        kwargs={"order_id": order.pk},
-                        group_id=str(order.pk),
+                        task_name=settings.EMAIL_TASK_NAME,
+                        kwargs={"email_id": email.pk},
+                        group_id=str(email.order_id),
                     )
         ids += [order.pk for order in orders]
     return {
@@ -231,6 +244,7 @@ def main() -> int:
         default="outbox",
         help="outbox: the shop's (a relay publishes); direct: as before the outbox",
     )
+    p.add_argument("--direct-queue", default="", help="with --publish direct: send there")
     p = commands.add_parser("republish")
     p.add_argument("--ids-from", required=True)
     p = commands.add_parser("bulk")
