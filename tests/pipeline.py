@@ -163,22 +163,32 @@ def sqs():
     return aws.client("sqs")
 
 
-def drain(queue_url: str) -> int:
-    """Delete every message now in the queue (PurgeQueue is limited to once a minute)."""
-    removed = 0
+def take_all(queue_url: str, *, hold: int = 30) -> list[dict]:
+    """Every message now visible on the queue, received (and so hidden for ``hold`` seconds),
+    not deleted."""
+    taken: list[dict] = []
     while True:
         messages = (
             sqs()
             .receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=hold,
             )
             .get("Messages", [])
         )
         if not messages:
-            return removed
-        for message in messages:
-            sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            removed += 1
+            return taken
+        taken += messages
+
+
+def drain(queue_url: str) -> int:
+    """Delete every message now in the queue (PurgeQueue is limited to once a minute)."""
+    messages = take_all(queue_url)
+    for message in messages:
+        sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return len(messages)
 
 
 def queue_counts(queue_url: str) -> tuple[int, int]:

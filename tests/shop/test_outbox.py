@@ -25,7 +25,7 @@ from tests.aws_proxy import AwsProxy
 from tests.conftest import make_product, order_body
 from tests.notifications.test_fifo import fifo_queues  # noqa: F401 (a fixture)
 from tests.outbox import relay_once
-from tests.pipeline import drain, free_port, sqs
+from tests.pipeline import drain, free_port, sqs, take_all
 
 pytestmark = pytest.mark.django_db
 
@@ -47,18 +47,7 @@ def _place(sku: str = "MUG", quantity: int = 1) -> Order:
 
 
 def _bodies(queue_url: str) -> list[str]:
-    bodies = []
-    while True:
-        messages = (
-            sqs()
-            .receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
-            )
-            .get("Messages", [])
-        )
-        if not messages:
-            return bodies
-        bodies += [m["Body"] for m in messages]
+    return [message["Body"] for message in take_all(queue_url)]
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.aws_proxy import AwsProxy
 from tests.conftest import make_product
 from tests.notifications.test_delivery_guarantees import _subjects_by_order
 from tests.outbox import Relay
-from tests.pipeline import Worker, kill_all, queue_counts, sqs, wait_for
+from tests.pipeline import Worker, kill_all, queue_counts, take_all, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -53,18 +53,7 @@ def _place(n: int = 1, email: str = "alice@example.com") -> list[Order]:
 
 def _queued_order_ids(queue_url: str) -> list[int]:
     """Every message now on the queue (taken, not deleted), as order ids."""
-    ids = []
-    while True:
-        messages = (
-            sqs()
-            .receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
-            )
-            .get("Messages", [])
-        )
-        if not messages:
-            return ids
-        ids += [_order_of(message_decode(m["Body"])) for m in messages]
+    return [_order_of(message_decode(m["Body"])) for m in take_all(queue_url, hold=60)]
 
 
 def _order_of(message) -> int | None:
