@@ -66,6 +66,11 @@ def _encode_as_the_relay(queue_url: str, order_id: int) -> str:
         "print(envelope_encode(task_name=settings.CONFIRMATION_TASK_NAME, "
         f"kwargs={{'order_id': {order_id}}}))"
     )
+    return _in_a_fifo_process(queue_url, script).strip().splitlines()[-1]
+
+
+def _in_a_fifo_process(queue_url: str, script: str) -> str:
+    """Run ``script`` in a Django process whose order queue is ``queue_url``; its stdout."""
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -75,7 +80,7 @@ def _encode_as_the_relay(queue_url: str, order_id: int) -> str:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout
 
 
 def _dlq_messages(dlq_url: str) -> list[dict]:
@@ -179,15 +184,7 @@ def test_kombu_publish_to_a_fifo_queue_names_the_order_as_group(fifo_queues, wor
         "from notifications.queue import confirmation_enqueue; "
         f"confirmation_enqueue(order_id={order.pk})"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings", "ORDER_QUEUE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    _in_a_fifo_process(url, script)
     [message] = sqs().receive_message(
         QueueUrl=url, WaitTimeSeconds=5, VisibilityTimeout=0, MessageSystemAttributeNames=["All"]
     )["Messages"]
