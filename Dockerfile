@@ -26,10 +26,10 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
 
-# Static files for whitenoise (hashed and compressed, as DEBUG off serves them). Settings refuse
-# to load with DEBUG off unless the required variables are set: these placeholders serve this
+# Static files for whitenoise (hashed and compressed, as DEBUG off serves them). Production's
+# settings refuse to load unless the required variables are set: these placeholders serve this
 # build step only and are not in the image's environment.
-RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=collectstatic-only DATABASE_URL=sqlite:///:memory: \
+RUN DJANGO_SECRET_KEY=collectstatic-only DATABASE_URL=sqlite:///:memory: \
     ORDER_QUEUE_URL=unused COGNITO_USER_POOL_ID=unused COGNITO_APP_CLIENT_ID=unused \
     python manage.py collectstatic --noinput
 
@@ -38,7 +38,7 @@ USER 10001:10001
 # Metrics: each process writes its counters under PROMETHEUS_MULTIPROC_DIR (memory, fresh at
 # every container start) and a scrape sums them. The worker serves its own on
 # WORKER_METRICS_PORT (set it, e.g. 9808, for the worker container).
-ENV DJANGO_DEBUG=false \
+ENV DJANGO_SETTINGS_MODULE=shop.settings.production \
     WEB_CONCURRENCY=3 \
     PROMETHEUS_MULTIPROC_DIR=/dev/shm/prometheus
 EXPOSE 8000

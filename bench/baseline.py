@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--out")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings.development")
     import django
 
     django.setup()

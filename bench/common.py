@@ -233,7 +233,7 @@ class Stack:
             "AWS_ENDPOINT_URL": self.aws_url,
             "DATABASE_URL": self.database_url,
             # Production settings, made to run on loopback over plain HTTP.
-            "DJANGO_DEBUG": "false",
+            "DJANGO_SETTINGS_MODULE": "shop.settings.production",
             "DJANGO_SECRET_KEY": "bench-only-secret-key-not-for-production-use-0123456789",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_SECURE_SSL_REDIRECT": "false",

@@ -708,7 +708,7 @@ def request_figures(
 
 
 def _django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings.development")
     import django
 
     django.setup()

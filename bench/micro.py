@@ -35,8 +35,7 @@ Row = tuple[str, float | int, str]
 def environment_set() -> None:
     """What settings read, set before django.setup(); a shell's own values do not leak in."""
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="shop.settings",
-        DJANGO_DEBUG="true",  # development settings (no secrets needed); DEBUG off below
+        DJANGO_SETTINGS_MODULE="shop.settings.development",  # no secrets needed; DEBUG off below
         DATABASE_URL=f"sqlite:///{DB_PATH}",
         COGNITO_USER_POOL_ID="us-east-1_bench",
         COGNITO_APP_CLIENT_ID="bench-client",

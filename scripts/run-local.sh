@@ -13,7 +13,7 @@ WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9808}
 mkdir -p var
 
 # Local-only configuration: the emulator, dummy credentials, short retry waits.
-export DJANGO_DEBUG=${DJANGO_DEBUG:-true}
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-shop.settings.development}
 export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}
 export AWS_REGION=${AWS_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}

@@ -7,9 +7,15 @@ TIMEOUT") prints gunicorn's plain format, and gunicorn believes X-Forwarded-Prot
 127.0.0.1. With it, access lines are logged too.
 """
 
-from shop.settings import LOGGING
+import os
 
-logconfig_dict = LOGGING
+# As shop.wsgi does: production's settings unless told otherwise (fail closed). The master
+# process reads them here, before any worker imports the application.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings.production")
+
+from django.conf import settings
+
+logconfig_dict = settings.LOGGING
 
 # Forwarding headers are the shop's to judge (shop/proxies.py, TRUSTED_PROXY_CIDRS): gunicorn
 # itself believes none. Its defaults would let 127.0.0.1 set the scheme with X-Forwarded-Proto

@@ -35,8 +35,6 @@ TEST_VISIBILITY_TIMEOUT = 2
 #: The order queue's name (its DLQ: ``<name>-dlq``), on every xdist worker's own emulator.
 TEST_QUEUE_NAME = "test-orders"
 TEST_ENV = {
-    # Development settings, explicitly: DEBUG is off unless set (shop/settings.py).
-    "DJANGO_DEBUG": "true",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
@@ -110,6 +108,9 @@ def _xdist_controller(config) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config, parser, args):
+    # Importing shop (its Celery app) defaults the settings module to production's: name the
+    # tests' own first (pytest-django's ini option; it reads the variable before the ini).
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", early_config.getini("DJANGO_SETTINGS_MODULE"))
     from shop import provisioning
 
     os.environ.update(TEST_ENV)

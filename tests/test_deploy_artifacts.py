@@ -447,7 +447,7 @@ def test_image_is_slim_pinned_and_runs_as_an_unprivileged_user():
     )
     assert keywords.index("USER") < keywords.index("CMD")
     env = image_env()
-    assert env["DJANGO_DEBUG"] == "false"
+    assert env["DJANGO_SETTINGS_MODULE"] == "shop.settings.production"
     assert not [name for name in env if re.search("SECRET|PASSWORD|ACCESS_KEY|TOKEN", name)]
 
 

@@ -74,7 +74,11 @@ def _in_a_fifo_process(queue_url: str, script: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings", "ORDER_QUEUE_URL": queue_url},
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "shop.settings.test",
+            "ORDER_QUEUE_URL": queue_url,
+        },
         capture_output=True,
         text=True,
         timeout=120,

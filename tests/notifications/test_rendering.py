@@ -242,7 +242,7 @@ def test_only_rendering_or_the_system_check_imports_pybars() -> None:
     process = subprocess.run(
         [sys.executable, "-c", _IMPORTS_PYBARS],
         cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings.test"},
         capture_output=True,
         text=True,
         timeout=60,

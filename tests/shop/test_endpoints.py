@@ -70,7 +70,7 @@ def _probe(env: dict[str, str]) -> tuple[dict[str, str], bool]:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, marker],
         cwd=ROOT,
-        env={**base, "DJANGO_SETTINGS_MODULE": "shop.settings", **env},
+        env={**base, "DJANGO_SETTINGS_MODULE": "shop.settings.test", **env},
         capture_output=True,
         text=True,
         timeout=120,

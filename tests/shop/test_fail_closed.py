@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from shop.settings import REQUIRED_IN_PRODUCTION
+from shop.settings.base import REQUIRED_IN_PRODUCTION
 from tests.pipeline import ROOT, WebServer, database_url
 
 BIN = Path(sys.executable).parent
@@ -39,9 +39,10 @@ def _run(*command: str) -> subprocess.CompletedProcess:
 def _assert_refused_naming_every_required_variable(result: subprocess.CompletedProcess) -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "Production settings (DJANGO_DEBUG is off unless set to true)" in output, output
+    assert "Production settings (shop.settings.production, the default)" in output, output
     assert ", ".join(REQUIRED_IN_PRODUCTION) in output, output
-    assert "DJANGO_DEBUG=true" in output  # and says how to get development settings
+    # and says how to get development settings
+    assert "DJANGO_SETTINGS_MODULE=shop.settings.development" in output
 
 
 def test_gunicorn_without_configuration_refuses_to_start():

@@ -28,7 +28,7 @@ EMIT = (
     "logging.getLogger('shop.test').warning('about nothing')\n"
 )
 PRODUCTION = {
-    "DJANGO_DEBUG": "false",
+    "DJANGO_SETTINGS_MODULE": "shop.settings.production",
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
     "DATABASE_URL": "sqlite:///:memory:",
     "ORDER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/shop-orders",
@@ -43,8 +43,8 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        # Development settings unless the test says otherwise (DEBUG is off unless set).
-        env={**base, "DJANGO_DEBUG": "true", **env},
+        # Development settings unless the test says otherwise.
+        env={**base, "DJANGO_SETTINGS_MODULE": "shop.settings.development", **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -80,7 +80,7 @@ def test_json_is_the_default_in_production_and_plain_in_development():
     assert production.returncode == 0, production.stderr
     assert _json_lines(production.stderr)[0]["message"] == "about order 42"
 
-    development = _shell(DJANGO_DEBUG="true")
+    development = _shell(DJANGO_SETTINGS_MODULE="shop.settings.development")
     assert development.returncode == 0, development.stderr
     first = development.stderr.splitlines()[0]
     assert first.endswith(" WARNING shop.test about order 42")

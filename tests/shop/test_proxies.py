@@ -116,7 +116,7 @@ def _production_server(tmp_path, name: str, **env: str) -> WebServer:
     server = WebServer(tmp_path / f"{name}.log")
     server.env.update(
         {
-            "DJANGO_DEBUG": "false",
+            "DJANGO_SETTINGS_MODULE": "shop.settings.production",
             "DJANGO_SECRET_KEY": "proxy-test-secret-0123456789abcdefghijklmnopqrstuvwxyz",
             "DJANGO_ALLOWED_HOSTS": "shop.example.com",
             "DATABASE_URL": database_url(),

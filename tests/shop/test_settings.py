@@ -26,7 +26,12 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**base, "DJANGO_DEBUG": "false", "AWS_ENDPOINT_URL": "", **env},
+        env={
+            **base,
+            "DJANGO_SETTINGS_MODULE": "shop.settings.production",
+            "AWS_ENDPOINT_URL": "",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,38 +1,25 @@
-"""Settings for the shop.
+"""Settings every environment shares; ``development``, ``production`` and ``test`` build on it.
 
-Every value that differs between environments comes from the environment, read here
-once through django-environ. Nothing else in the project reads ``os.environ``.
-
-Fail closed: ``DJANGO_DEBUG`` is off unless set to true, and with DEBUG off the variables in
-``REQUIRED_IN_PRODUCTION`` must be set or every process (web, worker, command) refuses to
-start, naming them. Development opts in with ``DJANGO_DEBUG=true`` (``make run``, the tests
-and the benchmarks do), which brings development defaults: SQLite, the local AWS emulator
-that ``make run`` starts, a development secret key.
+Every value that differs between environments comes from the environment, read here once
+through django-environ. Nothing else in the project reads ``os.environ``. The defaults here
+of the variables whose default depends on the environment come from
+``shop.settings.environment`` (production's, fail closed, unless the settings module is
+``development``'s); ``shop.settings.production`` refuses to start without
+``REQUIRED_IN_PRODUCTION``.
 """
 
 import ipaddress
-import os
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import environ
 from corsheaders.defaults import default_headers
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from shop.settings.environment import BASE_DIR, default, env
 
-env = environ.Env()
-# A developer's own `.env` (never committed) fills in what the shell did not set.
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+DEBUG = env.bool("DJANGO_DEBUG", default=default("DJANGO_DEBUG"))
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
-
-# Development defaults: the emulator `make run` starts (see Makefile) and its account id.
-DEV_AWS_ENDPOINT_URL = "http://127.0.0.1:5055"
-DEV_ORDER_QUEUE_URL = f"{DEV_AWS_ENDPOINT_URL}/123456789012/shop-orders"
-
+# Checked by shop.settings.production: without these, every process refuses to start.
 REQUIRED_IN_PRODUCTION = (
     "DJANGO_SECRET_KEY",
     # Not a SQLite file in the container that nobody backs up.
@@ -41,21 +28,9 @@ REQUIRED_IN_PRODUCTION = (
     "COGNITO_USER_POOL_ID",
     "COGNITO_APP_CLIENT_ID",
 )
-if not DEBUG:
-    _missing = [name for name in REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
-    if _missing:
-        raise ImproperlyConfigured(
-            "Production settings (DJANGO_DEBUG is off unless set to true) need these "
-            "environment variables: " + ", ".join(_missing) + ". For development set "
-            "DJANGO_DEBUG=true (make run, the tests and the benchmarks do)."
-        )
 
-SECRET_KEY = env.str(
-    "DJANGO_SECRET_KEY", default="django-insecure-development-only-never-use-in-production"
-)
-ALLOWED_HOSTS = env.list(
-    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
-)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=default("DJANGO_SECRET_KEY"))
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=default("DJANGO_ALLOWED_HOSTS"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -130,13 +105,7 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # Checked before reuse, so a connection the server dropped is replaced, not an error.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
-# Tests that start a worker or a web server as another process need a database that process
-# can open: a file, not SQLite's default in-memory test database.
-# (One file per test run, so that two runs on one checkout do not share it.)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {
-        "NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")
-    }
     # IMMEDIATE: a transaction takes SQLite's write lock when it begins, so transactions that
     # read-then-write (stock, the email claim) are serialized as row locks do on PostgreSQL.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -273,7 +242,7 @@ DRF_STANDARDIZED_ERRORS = {
 # --- AWS --------------------------------------------------------------------------------
 AWS_REGION = env.str("AWS_REGION", default="us-east-1")
 # boto3's standard variable; unset on AWS. Every AWS client of the project follows it.
-AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default=DEV_AWS_ENDPOINT_URL if DEBUG else "")
+AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default=default("AWS_ENDPOINT_URL"))
 # boto3's service-specific variables (``AWS_ENDPOINT_URL_<service id>``) win over it for their
 # service, as in boto3 itself. boto3 reads them only when a client is built without an
 # ``endpoint_url``; the project passes one (from settings, which tests change), so they are
@@ -290,7 +259,7 @@ AWS_ENDPOINT_URLS = {
 }
 AWS_SQS_ENDPOINT_URL = AWS_ENDPOINT_URLS.get("sqs", AWS_ENDPOINT_URL)
 AWS_COGNITO_ENDPOINT_URL = AWS_ENDPOINT_URLS.get("cognito-idp", AWS_ENDPOINT_URL)
-ORDER_QUEUE_URL = env.str("ORDER_QUEUE_URL", default=DEV_ORDER_QUEUE_URL if DEBUG else "")
+ORDER_QUEUE_URL = env.str("ORDER_QUEUE_URL", default=default("ORDER_QUEUE_URL"))
 # SNS topic that gets an `OrderPlaced` event per order (orders/events.py); empty: off.
 ORDER_EVENTS_TOPIC_ARN = env.str("ORDER_EVENTS_TOPIC_ARN", default="")
 
@@ -369,7 +338,7 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", defau
 # --- Logs and metrics (README "Logs and metrics") -------------------------------------------
 # `json`: one JSON object per line (python-json-logger), with order_id/task_id when known
 # (shop/logging.py). `plain` for reading in a terminal.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json").lower()
+LOG_FORMAT = env.str("LOG_FORMAT", default=default("LOG_FORMAT")).lower()
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
@@ -415,7 +384,7 @@ LOGGING = {
 # Client addresses or networks allowed to read /metrics (and the worker's metrics port)
 # without a staff session: the client as shop.proxies finds it (X-Forwarded-For counts only
 # from TRUSTED_PROXY_CIDRS).
-METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"] if DEBUG else [])
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=default("METRICS_ALLOWED_IPS"))
 for _network in METRICS_ALLOWED_IPS:
     try:
         ipaddress.ip_network(_network, strict=False)
@@ -429,10 +398,7 @@ PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 # The Celery worker's own metrics HTTP port (0: off), served by its main process. In a
 # container it must listen on all interfaces; METRICS_ALLOWED_IPS still decides who reads.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
-WORKER_METRICS_ADDR = env.str(
-    "WORKER_METRICS_ADDR",
-    default="127.0.0.1" if DEBUG else "0.0.0.0",  # noqa: S104
-)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default=default("WORKER_METRICS_ADDR"))
 
 # --- Celery on SQS (see README "Celery over SQS") ---------------------------------------
 # Predefined queue only: the app never calls CreateQueue/ListQueues. Credentials come from the
