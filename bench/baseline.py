@@ -1,7 +1,7 @@
 """The baseline the worker is measured against: a minimal loop with plain boto3.
 
 Receive up to 10 messages (long polling), read each order id from the Celery message the app
-published (``notifications.queue.message_decode``), load those orders with their lines in
+published (``shop.aws.sqs.message_decode``), load those orders with their lines in
 one query each, render the same compiled templates (``notifications.rendering``), send each
 email through SES (``SendRawEmail``, a MIME message with the same text and HTML parts),
 then delete the batch with one ``DeleteMessageBatch``. The templates are compiled and the
@@ -47,8 +47,8 @@ def drain(*, count: int, wait: int, timeout: float) -> dict:
 
     from notifications import rendering
     from notifications.models import OrderEmail
-    from notifications.queue import message_decode
     from orders.models import Order
+    from shop.aws.sqs import message_decode
 
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     session = boto3.session.Session()

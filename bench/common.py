@@ -215,7 +215,7 @@ class Stack:
         self.database_url = ""
 
     def _provision(self) -> None:
-        from shop import provisioning
+        from shop.aws import provisioning
 
         os.environ.update(MOTO_ENV)
         result = provisioning.provision(

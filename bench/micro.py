@@ -93,7 +93,7 @@ def bench_tokens() -> list[Row]:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from django.conf import settings
 
-    from shop import cognito
+    from shop.aws import cognito
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
@@ -157,7 +157,7 @@ def bench_schema() -> list[Row]:
     from drf_spectacular.generators import SchemaGenerator as StockGenerator
     from drf_spectacular.views import SpectacularAPIView
 
-    from shop.api import SchemaGenerator
+    from shop.web.api import SchemaGenerator
 
     client = Client(HTTP_HOST="localhost")
 

@@ -53,7 +53,7 @@ from bench.http_bench import Load, Rung, Size
 from bench.worker_bench import CUSTOMERS, Run, calls_note, emails_per_order, latencies, percentile
 
 G10 = "10 outbox"
-#: main just before the outbox was merged (no shop/outbox.py): the "before" of the figures.
+#: main just before the outbox was merged (no shop/outbox/__init__.py): the "before" of the figures.
 BEFORE_COMMIT = "0416a87"
 #: How late SQS answers in the isolation slices (seconds).
 LATE = 0.5
@@ -501,7 +501,7 @@ def child_sendloop(queue_url: str, ids: str) -> dict:
     import boto3
     from django.conf import settings
 
-    from shop.sqs_envelope import envelope_encode
+    from shop.aws.sqs.envelope import envelope_encode
 
     bodies = [
         envelope_encode(task_name=settings.CONFIRMATION_TASK_NAME, kwargs={"order_id": order_id})

@@ -128,7 +128,7 @@ class Run:
     # --- the parts ---------------------------------------------------------------------
     def queue_pair(self, name: str) -> tuple[str, str]:
         """A fresh queue and DLQ, provisioned as the stack's own (redrive policy included)."""
-        from shop import provisioning
+        from shop.aws import provisioning
 
         result = provisioning.provision(
             provisioning.Plan(

@@ -14,13 +14,13 @@ before the outbox (a SendMessage after the commit, then the 201). Writes
 the API would answer 201).
 
 ``python bench/worker_orders.py republish --ids-from orders.json``: the confirmations of
-those orders published again straight to the queue (``notifications.queue.confirmation_enqueue``),
+those orders published again straight to the queue (``shop.aws.sqs.confirmation_enqueue``),
 for a second drain of the same orders.
 
 ``bulk --count 10000`` creates orders with their lines and ``pending`` email records in bulk
 without publishing them (``--outbox``: with their outbox rows, for a relay to publish);
 ``feed --ids-from orders.json`` then publishes them with
-``notifications.queue.confirmation_enqueue``, keeping a bounded number queued.
+``shop.aws.sqs.confirmation_enqueue``, keeping a bounded number queued.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def direct_publish(order_id: int, *, queue_url: str = "") -> None:
     from django.conf import settings
 
     from shop import aws
+    from shop.aws.sqs.envelope import envelope_encode
     from shop.models import OutboxMessage
-    from shop.sqs_envelope import envelope_encode
 
     if queue_url:
         body = envelope_encode(
@@ -108,7 +108,7 @@ def direct_publish(order_id: int, *, queue_url: str = "") -> None:
         )
         aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)
         return
-    from notifications.queue import confirmation_enqueue
+    from shop.aws.sqs import confirmation_enqueue
 
     confirmation_enqueue(order_id=order_id)
     # The order's email task names its email (kind confirmation: the order's only one yet).
@@ -193,8 +193,8 @@ def feed(args: argparse.Namespace) -> dict:
     ReceiveMessage costs time in proportion to the queue's depth, which SQS's does not."""
     from django.conf import settings
 
-    from notifications.queue import confirmation_enqueue
     from shop import aws
+    from shop.aws.sqs import confirmation_enqueue
 
     ids = [order_id for order_id, _ in json.loads(Path(args.ids_from).read_text())["orders"]]
     sqs = aws.client("sqs")
@@ -219,7 +219,7 @@ def feed(args: argparse.Namespace) -> dict:
 def republish(args: argparse.Namespace) -> dict:
     """Publish these orders' confirmation tasks again, straight to the queue (the app's
     ``confirmation_enqueue``, no outbox): the burst is queued before the worker starts."""
-    from notifications.queue import confirmation_enqueue
+    from shop.aws.sqs import confirmation_enqueue
 
     ids = [order_id for order_id, _ in json.loads(Path(args.ids_from).read_text())["orders"]]
     started = time.time()

@@ -18,7 +18,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_http_methods
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
+from shop.aws import sqs
 
 VIEW_PERMISSION = "notifications.view_orderemail"
 OPERATE_PERMISSION = "notifications.operate_queues"
@@ -81,7 +82,7 @@ def urls(site: AdminSite, *, prefix: str = "") -> list[URLPattern]:
         template = "admin/notifications/queue_health.html"
         try:
             stats = dead_letters.queue_health()
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             return _unavailable(site, request, "Queue health", template, exc)
         return TemplateResponse(
             request, template, _context(site, request, "Queue health", queues=stats)
@@ -96,7 +97,7 @@ def urls(site: AdminSite, *, prefix: str = "") -> list[URLPattern]:
         template = "admin/notifications/dead_letters.html"
         try:
             rows = dead_letters.dlq_list(limit=PAGE_LIMIT)
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             return _unavailable(site, request, "Dead-letter queue", template, exc)
         context = _context(
             site,
@@ -134,7 +135,7 @@ def urls(site: AdminSite, *, prefix: str = "") -> list[URLPattern]:
                 ids = selected if action == "redrive_selected" else None
                 result = dead_letters.dlq_redrive(message_ids=ids, actor=actor)
                 _report(request, result, "Redrove {n} message(s) to the order queue.")
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             messages.error(request, f"SQS cannot be reached, nothing was done: {exc}")
         return HttpResponseRedirect(page)
 

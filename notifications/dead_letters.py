@@ -1,7 +1,7 @@
 """Operating the dead-letter queue: look at it, redrive messages to the order queue, delete.
 
 Staff (admin pages) and operators (management commands) call these. SQS is reached through
-``notifications.queue`` only; each message moved or deleted leaves an entry in its order's
+``shop.aws.sqs`` only; each message moved or deleted leaves an entry in its order's
 email history (``redriven`` / ``deleted``, with who asked).
 """
 
@@ -14,9 +14,9 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from notifications import queue
 from notifications.models import EmailEventKind, EmailKind, OrderEmail
 from notifications.services import email_event_record
+from shop.aws import sqs
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class DeadLetterResult:
         return not (self.failed or self.not_found or self.stopped)
 
 
-def queue_health() -> list[queue.QueueStats]:
-    """The order queue and its DLQ as SQS counts them; raises ``queue.QueueUnavailable``."""
-    return queue.queue_stats()
+def queue_health() -> list[sqs.QueueStats]:
+    """The order queue and its DLQ as SQS counts them; raises ``sqs.QueueUnavailable``."""
+    return sqs.queue_stats()
 
 
 def dlq_list(*, limit: int = 100) -> list[DeadLetterRow]:
@@ -72,8 +72,8 @@ def dlq_list(*, limit: int = 100) -> list[DeadLetterRow]:
 
     Messages stay in the queue. Poison messages are listed too, with ``order_id`` None.
     """
-    letters = queue.dlq_peek(limit=limit)
-    decoded = {letter.message_id: queue.message_decode(letter.body) for letter in letters}
+    letters = sqs.dlq_peek(limit=limit)
+    decoded = {letter.message_id: sqs.message_decode(letter.body) for letter in letters}
     records = _records(decoded.values())
     rows = []
     for letter in letters:
@@ -102,7 +102,7 @@ def dlq_list(*, limit: int = 100) -> list[DeadLetterRow]:
     return rows
 
 
-def _key(message: queue.DecodedMessage) -> tuple[str, int] | None:
+def _key(message: sqs.DecodedMessage) -> tuple[str, int] | None:
     """Which record a message names: its email id, or (first version) its order's
     confirmation."""
     if message.email_id is not None:
@@ -112,7 +112,7 @@ def _key(message: queue.DecodedMessage) -> tuple[str, int] | None:
     return None
 
 
-def _records(messages: Iterable[queue.DecodedMessage]) -> dict[tuple[str, int], OrderEmail]:
+def _records(messages: Iterable[sqs.DecodedMessage]) -> dict[tuple[str, int], OrderEmail]:
     keys = {key for key in map(_key, messages) if key is not None}
     email_ids = {i for kind, i in keys if kind == "email"}
     order_ids = {i for kind, i in keys if kind == "order"}
@@ -130,9 +130,9 @@ def _records(messages: Iterable[queue.DecodedMessage]) -> dict[tuple[str, int], 
 
 def _recorder(
     *, kind: str, outcome: str, actor: str, progress: Progress | None, detail: str
-) -> Callable[[queue.DeadLetter, str | None], None]:
-    def record(letter: queue.DeadLetter, error: str | None) -> None:
-        message = queue.message_decode(letter.body)
+) -> Callable[[sqs.DeadLetter, str | None], None]:
+    def record(letter: sqs.DeadLetter, error: str | None) -> None:
+        message = sqs.message_decode(letter.body)
         email = _records([message]).get(_key(message))
         order_id = email.order_id if email else message.order_id
         if error is None and email is not None:
@@ -159,7 +159,7 @@ def _recorder(
     return record
 
 
-def _result(run: queue.DlqPass) -> DeadLetterResult:
+def _result(run: sqs.DlqPass) -> DeadLetterResult:
     return DeadLetterResult(
         done=len(run.done),
         failed=len(run.failed),
@@ -185,7 +185,7 @@ def dlq_redrive(
     ``message_ids`` None means all (up to ``limit``). The whole queue with no limit goes
     through SQS's own move task where the endpoint has one; elsewhere (moto) each message is
     sent to the order queue and deleted from the DLQ only once the send succeeded, so a failed
-    send leaves it in the DLQ. Raises ``queue.QueueUnavailable`` when SQS cannot be reached.
+    send leaves it in the DLQ. Raises ``sqs.QueueUnavailable`` when SQS cannot be reached.
     """
     record = _recorder(
         kind=EmailEventKind.REDRIVEN,
@@ -194,16 +194,16 @@ def dlq_redrive(
         progress=progress,
         detail="moved back to the order queue",
     )
-    if message_ids is None and limit is None and queue.dlq_move_task_available():
+    if message_ids is None and limit is None and sqs.dlq_move_task_available():
         # The move task reports no messages: look first, to know the orders it concerns.
-        letters = queue.dlq_peek(limit=queue.PEEK_MAX)
-        handle = queue.dlq_move_task_start()
+        letters = sqs.dlq_peek(limit=sqs.PEEK_MAX)
+        handle = sqs.dlq_move_task_start()
         if handle is not None:
             for letter in letters:
                 record(letter, None)
             return DeadLetterResult(done=len(letters), task_handle=handle)
     ids = _ids(message_ids) if message_ids is not None else None
-    run = queue.dlq_redrive(message_ids=ids, limit=limit, on_result=record)
+    run = sqs.dlq_redrive(message_ids=ids, limit=limit, on_result=record)
     return _result(run)
 
 
@@ -212,7 +212,7 @@ def dlq_delete(
 ) -> DeadLetterResult:
     """Delete messages (by SQS MessageId) from the DLQ for good; their emails stay as they are.
 
-    Raises ``queue.QueueUnavailable`` when SQS cannot be reached.
+    Raises ``sqs.QueueUnavailable`` when SQS cannot be reached.
     """
     ids = _ids(message_ids)
     if not ids:
@@ -224,4 +224,4 @@ def dlq_delete(
         progress=progress,
         detail="deleted from the dead-letter queue",
     )
-    return _result(queue.dlq_delete(message_ids=ids, on_result=record))
+    return _result(sqs.dlq_delete(message_ids=ids, on_result=record))

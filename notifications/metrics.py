@@ -2,8 +2,8 @@
 
 An interface, like ``tasks``: it listens to the confirmation task from outside (``task_success``
 with the result ``"sent"``, ``task_failure``), in the process that ran it (a pool child; see
-``shop.metrics`` for the multiprocess mode), and registers the live queue-depth collector
-for ``/metrics`` (``METRICS_QUEUE_DEPTH``: not in the public API service) and the outbox's
+``shop.observability.metrics`` for the multiprocess mode), and registers the live queue-depth
+collector for ``/metrics`` (``METRICS_QUEUE_DEPTH``: not in the public API service) and the outbox's
 gauges (every web service: a database read). Imported by
 ``NotificationsConfig.ready``.
 """
@@ -17,8 +17,10 @@ from celery.signals import task_failure, task_success
 from django.conf import settings
 from django.db import DatabaseError
 
-from notifications import queue, ses
-from shop import metrics, outbox
+from notifications import ses
+from shop import outbox
+from shop.aws import sqs
+from shop.observability import metrics
 
 # Every web service: the outbox is in the database, no AWS call.
 metrics.live_collector_register(
@@ -26,7 +28,7 @@ metrics.live_collector_register(
 )
 if settings.METRICS_QUEUE_DEPTH:  # not in the public API service (no queue reads there)
     metrics.live_collector_register(
-        metrics.QueueDepthCollector(stats=queue.queue_stats, unavailable=(queue.QueueUnavailable,))
+        metrics.QueueDepthCollector(stats=sqs.queue_stats, unavailable=(sqs.QueueUnavailable,))
     )
 
 
@@ -39,7 +41,8 @@ def _is_confirmation(sender: Any) -> bool:
 
 
 def failure_reason(exception: BaseException | None) -> str:
-    """One of ``shop.metrics.FAILURE_REASONS`` for a failed attempt (kept low-cardinality)."""
+    """One of ``shop.observability.metrics.FAILURE_REASONS`` for a failed attempt (kept
+    low-cardinality)."""
     seen = exception
     for _ in range(5):  # the service wraps the cause in ConfirmationFailed
         if seen is None:

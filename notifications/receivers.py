@@ -11,9 +11,9 @@ at the bottom hand each event to ``notifications.feedback``. What this module ch
   it is empty, here nothing is accepted then: a valid signature only proves that *some* AWS
   topic sent it), the exact shape of ``SigningCertURL`` and, for the four events we use,
   ``mail.messageId`` and the event object are checked first; anything else is a 400. Only
-  then may the signature check fetch a certificate (``notifications.sns``: bounded, rare).
+  then may the signature check fetch a certificate (``shop.aws.sns``: bounded, rare).
 - Signatures: django-ses 4.8.2 verifies SignatureVersion 1 (SHA1) only and fetches
-  certificates without a bound; ``notifications.sns`` verifies both versions, and a
+  certificates without a bound; ``shop.aws.sns`` verifies both versions, and a
   certificate that cannot be had *now* answers 503, so that SNS retries.
 - ``Reject`` events: django-ses has no signal for them (it logs "unknown event"); this module
   sends ``reject_received`` with the same arguments as its other signals.
@@ -42,8 +42,9 @@ from django_ses import signals
 from django_ses.conf import settings as ses_settings
 from django_ses.views import SESEventWebhookView
 
-from notifications import feedback, sns
-from shop.fetch import FetchFailed
+from notifications import feedback
+from shop.aws import sns
+from shop.aws.fetch import FetchFailed
 
 logger = logging.getLogger(__name__)
 

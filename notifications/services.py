@@ -31,9 +31,9 @@ from notifications.models import (
 from orders import actions as order_actions
 from orders.models import Order, OrderStatus
 from shop import outbox
-from shop.logging import EMAIL_ADDRESS, context_bind
-from shop.metrics import CONFIRMATION_ATTEMPTS_THROTTLED, SES_THROTTLING_ANSWERS
 from shop.models import OutboxKind, OutboxMessage
+from shop.observability.logging import EMAIL_ADDRESS, context_bind
+from shop.observability.metrics import CONFIRMATION_ATTEMPTS_THROTTLED, SES_THROTTLING_ANSWERS
 
 logger = logging.getLogger(__name__)
 

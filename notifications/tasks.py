@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from notifications import services
-from shop.celery_sqs import ReturnLater, SqsRequest
-from shop.logging import context_bind
+from shop.aws.sqs.transport import ReturnLater, SqsRequest
+from shop.observability.logging import context_bind
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _database_connections_tidy(sender=None, **kwargs) -> None:
 def _order_bind(sender=None, kwargs=None, **_) -> None:
     """An email task's message names the email only: every line of the task (Celery's own
     "succeeded" / "raised" line included) names the order too, read here once. Runs after
-    ``shop.logging``'s own prerun handler, which clears and binds the task's ids."""
+    ``shop.observability.logging``'s own prerun handler, which clears and binds the task's ids."""
     email_id = (kwargs or {}).get("email_id")
     if getattr(sender, "name", None) == settings.EMAIL_TASK_NAME and type(email_id) is int:
         order_id = services.email_order_id(email_id=email_id)

@@ -23,7 +23,7 @@ from orders.serializers import (
     OrderOutputSerializer,
     ProductSerializer,
 )
-from shop.api import ConflictErrorResponseSerializer, UnprocessableErrorResponseSerializer
+from shop.web.api import ConflictErrorResponseSerializer, UnprocessableErrorResponseSerializer
 
 
 class ProductListApi(ListModelMixin, GenericAPIView):

@@ -23,8 +23,8 @@ from orders.models import (
     StockReason,
 )
 from shop.exceptions import ApplicationError, ConflictError, UnprocessableError
-from shop.logging import context_bind
-from shop.metrics import ORDERS_PLACED
+from shop.observability.logging import context_bind
+from shop.observability.metrics import ORDERS_PLACED
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Domain errors raised by services; `shop.api.exception_handler` turns them into HTTP answers.
+"""Domain errors raised by services; `shop.web.api.exception_handler` turns them into HTTP answers.
 
 Services know nothing of HTTP: they raise an ``ApplicationError`` subclass that says which
 kind of refusal it is and which input it is about. The API layer maps the kind to a status

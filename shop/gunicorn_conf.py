@@ -17,7 +17,7 @@ from django.conf import settings
 
 logconfig_dict = settings.LOGGING
 
-# Forwarding headers are the shop's to judge (shop/proxies.py, TRUSTED_PROXY_CIDRS): gunicorn
+# Forwarding headers are the shop's to judge (shop/web/proxies.py, TRUSTED_PROXY_CIDRS): gunicorn
 # itself believes none. Its defaults would let 127.0.0.1 set the scheme with X-Forwarded-Proto
 # (wsgi.url_scheme, which Django falls back on) and SCRIPT_NAME/PATH_INFO with headers.
 forwarded_allow_ips = ""

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import path
 
 from notifications import admin_queue
-from shop.metrics import metrics_view
+from shop.observability.metrics import metrics_view
 
 #: The admin, plus its queue health and dead-letter pages (/admin/notifications/...).
 admin_urlpatterns = [

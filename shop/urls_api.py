@@ -5,8 +5,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notifications.receivers import SesEventView
-from shop.api import api_not_found
-from shop.metrics import metrics_view
+from shop.observability.metrics import metrics_view
+from shop.web.api import api_not_found
 
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -111,7 +111,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # Importing shop (its Celery app) defaults the settings module to production's: name the
     # tests' own first (pytest-django's ini option; it reads the variable before the ini).
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", early_config.getini("DJANGO_SETTINGS_MODULE"))
-    from shop import provisioning
+    from shop.aws import provisioning
 
     os.environ.update(TEST_ENV)
     if _xdist_controller(early_config):

@@ -34,7 +34,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from orders.models import Product
-from shop import cognito, provisioning
+from shop.aws import cognito, provisioning
 from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
 from tests.pipeline import DLQ_URL, sqs
 

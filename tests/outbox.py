@@ -6,7 +6,7 @@ from pathlib import Path
 
 from notifications import services
 from shop.models import OutboxMessage
-from shop.outbox_relay import RelayCounts, outbox_relay_once
+from shop.outbox.relay import RelayCounts, outbox_relay_once
 from tests.pipeline import ChildProcess, wait_for
 
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from shop import aws
-from shop.sqs_envelope import Envelope, envelope_decode
+from shop.aws.sqs.envelope import Envelope, envelope_decode
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The dead-letter queue of the session's order queue (tests/aws_emulator.py provisions both).
@@ -220,7 +220,7 @@ def dead_letter(order_id: int) -> str:
     """Put the order's real confirmation message (as the app publishes it) straight into the
     DLQ, as SQS would after maxReceiveCount failed receives. No worker may be running.
     Returns its MessageId in the DLQ."""
-    from notifications import queue
+    from shop.aws.sqs import confirmation_enqueue
 
     def receive() -> list[dict]:
         response = sqs().receive_message(
@@ -231,7 +231,7 @@ def dead_letter(order_id: int) -> str:
         )
         return response.get("Messages", [])
 
-    queue.confirmation_enqueue(order_id=order_id)
+    confirmation_enqueue(order_id=order_id)
     [message] = wait_for(receive, timeout=15, what=f"order {order_id}'s message on the queue")
     attributes = message.get("MessageAttributes")
     sent = sqs().send_message(

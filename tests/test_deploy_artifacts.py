@@ -35,7 +35,7 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from shop import aws
-from shop.middleware import HEALTH_PATH
+from shop.web.middleware import HEALTH_PATH
 from tests.pipeline import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,7 +36,8 @@ from django.conf import settings
 from bench.aws_counter import AwsCounter
 from notifications.models import EmailStatus, OrderEmail
 from orders.models import Order
-from shop import aws, provisioning
+from shop import aws
+from shop.aws import provisioning
 from shop.models import OutboxMessage
 from tests.conftest import emulator_token, make_product, order_body
 from tests.outbox import Relay

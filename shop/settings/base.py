@@ -52,21 +52,21 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: the client's address and X-Forwarded-Proto, believed from TRUSTED_PROXY_CIDRS only.
-    "shop.proxies.TrustedProxyMiddleware",
-    "shop.middleware.HealthCheckMiddleware",
+    "shop.web.proxies.TrustedProxyMiddleware",
+    "shop.web.middleware.HealthCheckMiddleware",
     # /metrics for METRICS_ALLOWED_IPS, before host validation and the HTTPS redirect.
-    "shop.metrics.MetricsMiddleware",
+    "shop.observability.metrics.MetricsMiddleware",
     # CORS for CORS_ALLOWED_ORIGINS (preflights answered here), before anything else answers.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Django's session, user and message middleware, for everything but /api/ (the token API
-    # reads no cookie): shop/middleware.py.
-    "shop.middleware.SessionMiddleware",
+    # reads no cookie): shop/web/middleware.py.
+    "shop.web.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "shop.middleware.AuthenticationMiddleware",
-    "shop.middleware.MessageMiddleware",
+    "shop.web.middleware.AuthenticationMiddleware",
+    "shop.web.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -145,7 +145,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 # --- Security (production) --------------------------------------------------------------
 # Load balancers (or other proxies) whose X-Forwarded-For and X-Forwarded-Proto are believed
-# (shop/proxies.py): addresses or networks, e.g. the VPC's range behind an AWS load balancer.
+# (shop/web/proxies.py): addresses or networks, e.g. the VPC's range behind an AWS load balancer.
 # Empty (the default): none; the socket's peer is the client and HTTPS is what it spoke.
 TRUSTED_PROXY_CIDRS = env.list("TRUSTED_PROXY_CIDRS", default=[])
 for _network in TRUSTED_PROXY_CIDRS:
@@ -175,16 +175,16 @@ CORS_EXPOSE_HEADERS = ["Location", "Idempotent-Replayed", "Retry-After", "WWW-Au
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["shop.authentication.CognitoIdTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["shop.web.authentication.CognitoIdTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["shop.parsers.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["shop.web.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    # Throttles key anonymous clients on REMOTE_ADDR, which shop.proxies has made the real
+    # Throttles key anonymous clients on REMOTE_ADDR, which shop.web.proxies has made the real
     # client: never on a raw X-Forwarded-For.
     "NUM_PROXIES": 0,
     # Anonymous requests (the public catalog, the schema) per client address; a customer's
@@ -201,8 +201,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orders for customers signed in with Amazon Cognito.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Built once per process, not per request (shop/api.py).
-    "DEFAULT_GENERATOR_CLASS": "shop.api.SchemaGenerator",
+    # Built once per process, not per request (shop/web/api.py).
+    "DEFAULT_GENERATOR_CLASS": "shop.web.api.SchemaGenerator",
     "ENUM_NAME_OVERRIDES": {
         name: f"drf_standardized_errors.openapi_serializers.{name}.choices"
         for name in [
@@ -224,18 +224,18 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
-        "shop.api.schema_index_attrs",
+        "shop.web.api.schema_index_attrs",
     ],
 }
 DRF_STANDARDIZED_ERRORS = {
-    "EXCEPTION_HANDLER_CLASS": "shop.api.ExceptionHandler",
+    "EXCEPTION_HANDLER_CLASS": "shop.web.api.ExceptionHandler",
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
     "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "404", "405", "413", "415", "429", "503"],
     "ERROR_SCHEMAS": {
-        "409": "shop.api.ConflictErrorResponseSerializer",
-        "413": "shop.api.PayloadTooLargeErrorResponseSerializer",
-        "422": "shop.api.UnprocessableErrorResponseSerializer",
-        "503": "shop.api.ServiceUnavailableErrorResponseSerializer",
+        "409": "shop.web.api.ConflictErrorResponseSerializer",
+        "413": "shop.web.api.PayloadTooLargeErrorResponseSerializer",
+        "422": "shop.web.api.UnprocessableErrorResponseSerializer",
+        "503": "shop.web.api.ServiceUnavailableErrorResponseSerializer",
     },
 }
 
@@ -337,22 +337,22 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", defau
 
 # --- Logs and metrics (README "Logs and metrics") -------------------------------------------
 # `json`: one JSON object per line (python-json-logger), with order_id/task_id when known
-# (shop/logging.py). `plain` for reading in a terminal.
+# (shop/observability/logging.py). `plain` for reading in a terminal.
 LOG_FORMAT = env.str("LOG_FORMAT", default=default("LOG_FORMAT")).lower()
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"log_context": {"()": "shop.logging.ContextFilter"}},
-    # Both mask email addresses in every line (shop/logging.py).
+    "filters": {"log_context": {"()": "shop.observability.logging.ContextFilter"}},
+    # Both mask email addresses in every line (shop/observability/logging.py).
     "formatters": {
         "plain": {
-            "()": "shop.logging.PlainFormatter",
+            "()": "shop.observability.logging.PlainFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {
-            "()": "shop.logging.JsonFormatter",
+            "()": "shop.observability.logging.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": True,
@@ -382,7 +382,7 @@ LOGGING = {
     },
 }
 # Client addresses or networks allowed to read /metrics (and the worker's metrics port)
-# without a staff session: the client as shop.proxies finds it (X-Forwarded-For counts only
+# without a staff session: the client as shop.web.proxies finds it (X-Forwarded-For counts only
 # from TRUSTED_PROXY_CIDRS).
 METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=default("METRICS_ALLOWED_IPS"))
 for _network in METRICS_ALLOWED_IPS:
@@ -407,7 +407,7 @@ WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default=default("WORKER_MET
 # from the URL's host and port, and the scheme from ``is_secure``); none: boto3's own default.
 # A FIFO order queue (its URL ends in .fifo, and so must its DLQ's): kombu wants the name of
 # a predefined FIFO queue to end in .fifo too. Messages then carry a MessageGroupId (the order)
-# and a MessageDeduplicationId (shop.sqs_envelope.fifo_fields).
+# and a MessageDeduplicationId (shop.aws.sqs.envelope.fifo_fields).
 ORDER_QUEUE_FIFO = ORDER_QUEUE_URL.endswith(".fifo")
 ORDER_QUEUE_NAME = "orders.fifo" if ORDER_QUEUE_FIFO else "orders"
 # Every email of an order (confirmation, shipped, cancelled): the message carries its id.
@@ -421,8 +421,8 @@ CONFIRMATION_RETRY_DELAYS = [
 CELERY_BROKER_URL = f"sqs://{urlsplit(AWS_SQS_ENDPOINT_URL).netloc}"
 # kombu's SQS transport and Celery's consumer, hardened so that poison messages are rejected
 # into the dead-letter queue: never deleted, never fatal to the worker (see the module).
-CELERY_BROKER_TRANSPORT = "shop.celery_sqs:PoisonTolerantTransport"
-CELERY_WORKER_CONSUMER = "shop.celery_sqs:PoisonTolerantConsumer"
+CELERY_BROKER_TRANSPORT = "shop.aws.sqs.transport:PoisonTolerantTransport"
+CELERY_WORKER_CONSUMER = "shop.aws.sqs.transport:PoisonTolerantConsumer"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     # kombu picks http/https from this option, not from the URL.
@@ -453,7 +453,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # tests use 0.
 DLQ_RECEIVE_WAIT_SECONDS = env.int("DLQ_RECEIVE_WAIT_SECONDS", default=1)
 
-# --- The outbox relay (shop/outbox_relay.py, `manage.py outbox_relay`) ---------------------
+# --- The outbox relay (shop/outbox/relay.py, `manage.py outbox_relay`) ---------------------
 # Wait this long after a wake-up when more than one commit is pending: a fuller batch.
 OUTBOX_LINGER_SECONDS = env.float("OUTBOX_LINGER_SECONDS", default=0.02)
 # SQLite (no LISTEN/NOTIFY): the relay looks for new rows this often.
@@ -466,7 +466,7 @@ OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60)
 # A failed publish is tried again after base, 2 x base, 4 x base... at most max seconds.
 OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=1)
 OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=60)
-# No publish retries: the shop publishes through the outbox relay (shop/outbox_relay.py),
+# No publish retries: the shop publishes through the outbox relay (shop/outbox/relay.py),
 # whose rows are the retry; Celery's own publish (tests, benchmarks) fails fast.
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = ORDER_QUEUE_NAME

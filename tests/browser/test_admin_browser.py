@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import Select
 from notifications.models import EmailStatus, OrderEmail
 from orders import services
 from orders.models import Order, Product
-from shop.sqs_envelope import envelope_decode
+from shop.aws.sqs.envelope import envelope_decode
 from tests.conftest import make_product
 from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, queue_counts, sqs, task_order_id, wait_for

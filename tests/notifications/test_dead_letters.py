@@ -16,12 +16,13 @@ from botocore.awsrequest import AWSResponse
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
 from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
 from shop import aws
-from shop.sqs_envelope import envelope_encode
+from shop.aws import sqs as queue
+from shop.aws.sqs.envelope import envelope_encode
 from tests.conftest import make_product
 from tests.pipeline import (
     DLQ_URL,

@@ -8,10 +8,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from notifications import queue
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
+from shop.aws import sqs
 from tests.conftest import make_product
 from tests.outbox import relay_once
 from tests.pipeline import lock_waiters, queue_counts, row_locked, sent_emails, wait_for
@@ -58,7 +58,7 @@ def _all_sent(orders) -> bool:
 def test_the_same_task_delivered_twice_sends_once(workers):
     worker = workers(SES_SANDBOX="false")
     order = _order("twice@example.com")  # published once on commit...
-    queue.confirmation_enqueue(order_id=order.pk)  # ...and once more, as SQS may redeliver
+    sqs.confirmation_enqueue(order_id=order.pk)  # ...and once more, as SQS may redeliver
 
     wait_for(
         lambda: worker.text().count(f"confirmation order={order.pk} ") >= 2,
@@ -82,7 +82,7 @@ def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(work
     orders = [_order(f"race{n}@example.com") for n in range(8)]
     for _ in range(2):  # every order is on the queue three times in all
         for order in orders:
-            queue.confirmation_enqueue(order_id=order.pk)
+            sqs.confirmation_enqueue(order_id=order.pk)
 
     wait_for(lambda: _all_sent(orders), timeout=90, what="every order sent")
     wait_for(

@@ -22,8 +22,9 @@ from notifications import dead_letters
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
-from shop import aws, provisioning
-from shop.sqs_envelope import envelope_decode, fifo_fields
+from shop import aws
+from shop.aws import provisioning
+from shop.aws.sqs.envelope import envelope_decode, fifo_fields
 from tests.aws_emulator import TEST_QUEUE_NAME
 from tests.conftest import make_product
 from tests.pipeline import ROOT, queue_counts, sent_emails, sqs, wait_for
@@ -62,7 +63,7 @@ def _encode_as_the_relay(queue_url: str, order_id: int) -> str:
     """The body a process configured for the FIFO queue writes (its routing key included)."""
     script = (
         "import django; django.setup(); from django.conf import settings; "
-        "from shop.sqs_envelope import envelope_encode; "
+        "from shop.aws.sqs.envelope import envelope_encode; "
         "print(envelope_encode(task_name=settings.CONFIRMATION_TASK_NAME, "
         f"kwargs={{'order_id': {order_id}}}))"
     )
@@ -179,13 +180,13 @@ def test_fifo_retries_dead_letters_and_redrive_bring_it_back(fifo_queues, worker
 @pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_kombu_publish_to_a_fifo_queue_names_the_order_as_group(fifo_queues, workers):
-    """notifications.queue.publish (send_task) in a FIFO process: MessageGroupId = the order."""
+    """shop.aws.sqs.publish (send_task) in a FIFO process: MessageGroupId = the order."""
     url, _ = fifo_queues
     order = _order("alice@example.com")
     # The web request's publish went to this process's (standard) queue: a FIFO process now.
     script = (
         "import django; django.setup(); "
-        "from notifications.queue import confirmation_enqueue; "
+        "from shop.aws.sqs import confirmation_enqueue; "
         f"confirmation_enqueue(order_id={order.pk})"
     )
     _in_a_fifo_process(url, script)

@@ -17,12 +17,14 @@ from email import policy
 import pytest
 from django.conf import settings
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
 from notifications.models import EmailEvent, EmailEventKind, EmailKind, EmailStatus, OrderEmail
 from orders import actions, lifecycle
 from orders import services as order_services
 from orders.models import Order, OrderStatus
-from shop import aws, outbox, provisioning
+from shop import aws, outbox
+from shop.aws import provisioning
+from shop.aws.sqs import confirmation_enqueue
 from shop.models import OutboxKind, OutboxMessage
 from tests.conftest import auth, make_product
 from tests.outbox import relay_once
@@ -280,7 +282,7 @@ def test_the_first_versions_confirmation_task_still_sends(workers):
     in_outbox = _order(provisioning.VERIFIED_CUSTOMER)
     OutboxMessage.objects.all().delete()  # neither has a message of the new kind
     before = len(sent_emails(provisioning.VERIFIED_CUSTOMER))
-    queue.confirmation_enqueue(order_id=on_queue.pk)  # the first version's publish
+    confirmation_enqueue(order_id=on_queue.pk)  # the first version's publish
     outbox.outbox_task_add(
         queue_url=settings.ORDER_QUEUE_URL,
         task_name=settings.CONFIRMATION_TASK_NAME,

@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 
 from notifications.models import OrderEmail
-from shop.sqs_envelope import envelope_encode, envelope_replace
+from shop.aws.sqs.envelope import envelope_encode, envelope_replace
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import Worker, dlq_bodies, queue_counts, sqs, wait_for
 
@@ -113,7 +113,9 @@ def test_poison_message_ends_in_the_dlq(api_client, alice_token, workers, make_p
     assert queue_counts(settings.ORDER_QUEUE_URL) == (0, 0)
     log = worker.text()
     for attempt in range(1, MAX_RECEIVE_COUNT + 1):
-        assert f"ERROR shop.celery_sqs poison message id={message_id} attempt={attempt} " in log
+        assert (
+            f"ERROR shop.aws.sqs.transport poison message id={message_id} attempt={attempt} " in log
+        )
     assert f"attempt={MAX_RECEIVE_COUNT + 1} " not in log
     _assert_alive(worker)
 

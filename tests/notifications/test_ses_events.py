@@ -32,7 +32,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 
-from notifications import ses, sns
+from notifications import ses
 from notifications.models import (
     EmailEvent,
     EmailStatus,
@@ -42,6 +42,7 @@ from notifications.models import (
 from notifications.services import confirmation_resend, confirmation_send
 from orders import services as orders
 from orders.models import Order, Product
+from shop.aws import sns
 from tests.conftest import make_product
 from tests.outbox import relay_once
 from tests.pipeline import sent_emails
@@ -678,7 +679,7 @@ def test_a_certificate_that_cannot_be_fetched_now_asks_sns_to_retry(client, fake
 
 
 class _Clock:
-    """``notifications.sns``'s clock, moved by the test (only that module's)."""
+    """``shop.aws.sns``'s clock, moved by the test (only that module's)."""
 
     def __init__(self, monkeypatch) -> None:
         import time as real_time

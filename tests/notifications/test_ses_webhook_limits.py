@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from notifications import sns
 from notifications.models import EmailStatus, OrderEmail
-from shop.logging import email_addresses_mask
+from shop.aws import sns
+from shop.observability.logging import email_addresses_mask
 from tests.notifications import test_ses_events as ses_events
 from tests.notifications.test_ses_events import (
     PEM_PATH,

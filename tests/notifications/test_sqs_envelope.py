@@ -1,4 +1,4 @@
-"""shop.sqs_envelope: the Celery-message-on-SQS format, written and read in one place.
+"""shop.aws.sqs.envelope: the Celery-message-on-SQS format, written and read in one place.
 
 ``envelope_encode`` is checked against what ``send_task`` really puts on the emulator's queue
 (byte for byte, but for the documented per-send fields), and a real worker consumes a message
@@ -17,9 +17,9 @@ from django.conf import settings
 
 from notifications.models import OrderEmail
 from orders.models import Order
-from shop import sqs_envelope
+from shop.aws.sqs import envelope
+from shop.aws.sqs.envelope import EnvelopeError, envelope_decode, envelope_encode, fifo_fields
 from shop.models import OutboxMessage
-from shop.sqs_envelope import EnvelopeError, envelope_decode, envelope_encode, fifo_fields
 from tests.conftest import auth, make_product, order_body
 from tests.pipeline import queue_counts, sent_emails, sqs, wait_for
 
@@ -64,7 +64,7 @@ def test_encode_is_what_send_task_puts_on_the_queue_byte_for_byte(queues, args, 
     real_payload, our_payload = json.loads(real_text), json.loads(our_text)
     # The per-send fields: in one process reply_to and origin are the same; only the delivery
     # tag is new per publish. Put ours in place of the real one's, as text, and compare bytes.
-    for path in sqs_envelope.PER_SEND_FIELDS:
+    for path in envelope.PER_SEND_FIELDS:
         real_value, our_value = _field(real_payload, path), _field(our_payload, path)
         if real_value != our_value:
             assert path == "properties.delivery_tag", path
@@ -78,7 +78,7 @@ def test_without_a_task_id_only_the_documented_fields_differ(queues):
     current_app.send_task(TASK, kwargs={"order_id": 1}, queue=settings.ORDER_QUEUE_NAME, declare=[])
     real = json.loads(_outer_text(_received_body(queues.url)))
     ours = json.loads(_outer_text(envelope_encode(task_name=TASK, kwargs={"order_id": 1})))
-    for path in (*sqs_envelope.PER_SEND_FIELDS, *sqs_envelope.TASK_ID_FIELDS):
+    for path in (*envelope.PER_SEND_FIELDS, *envelope.TASK_ID_FIELDS):
         parent, _, name = path.rpartition(".")
         del _field(real, parent)[name]
         del _field(ours, parent)[name]

@@ -22,7 +22,7 @@ from django.conf import settings
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
-from shop.sqs_envelope import Envelope
+from shop.aws.sqs.envelope import Envelope
 from tests.conftest import make_product
 from tests.faults import DepthSampler, sender_pid
 from tests.pipeline import DLQ_URL, dlq_messages, sent_emails, sqs, task_order_id, wait_for

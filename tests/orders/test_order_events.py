@@ -22,7 +22,8 @@ from django.test.utils import CaptureQueriesContext
 
 from orders import events, services
 from orders.models import Order, OrderLine, Product
-from shop import aws, outbox, provisioning
+from shop import aws, outbox
+from shop.aws import provisioning
 from shop.models import OutboxMessage
 from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
 from tests.aws_proxy import AwsProxy

@@ -17,7 +17,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from orders.models import Order, Product
-from shop import cognito
+from shop.aws import cognito
 from tests.conftest import auth, id_claims, make_product, order_body, sign
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from shop.sqs_envelope import EnvelopeError, envelope_decode
+from shop.aws.sqs.envelope import EnvelopeError, envelope_decode
 from tests.pipeline import ROOT, free_port, sqs
 
 pytestmark = pytest.mark.subprocess

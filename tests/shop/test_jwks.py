@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from shop import cognito
+from shop.aws import cognito
 from tests.conftest import auth, emulator_token, id_claims, sign
 from tests.pipeline import WebServer, wait_for
 

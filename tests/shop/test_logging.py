@@ -17,12 +17,12 @@ import urllib.request
 import pytest
 from django.conf import settings
 
-from shop import logging as log_context
+from shop.observability import logging as log_context
 from tests.conftest import emulator_token, make_product, order_body
 from tests.pipeline import ROOT, WebServer, drain
 
 EMIT = (
-    "import logging; from shop.logging import log_context\n"
+    "import logging; from shop.observability.logging import log_context\n"
     "with log_context(order_id=42):\n"
     "    logging.getLogger('shop.test').warning('about order %s', 42, extra={'sku': 'MUG'})\n"
     "logging.getLogger('shop.test').warning('about nothing')\n"

@@ -15,12 +15,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from notifications.models import OrderEmail
-from notifications.queue import message_decode
 from orders import services
 from orders.models import Order
 from shop import outbox
+from shop.aws.sqs import message_decode
 from shop.models import OutboxKind, OutboxMessage
-from shop.outbox_relay import outbox_claim
+from shop.outbox.relay import outbox_claim
 from tests.aws_proxy import AwsProxy
 from tests.conftest import make_product, order_body
 from tests.notifications.test_fifo import fifo_queues  # noqa: F401 (a fixture)
@@ -314,7 +314,7 @@ def test_on_a_fifo_queue_the_order_is_the_group_and_the_row_the_deduplication_id
     settings,
     fifo_queues,  # noqa: F811 (the fixture imported above)
 ):
-    from shop.outbox_relay import outbox_publish
+    from shop.outbox.relay import outbox_publish
 
     url, _ = fifo_queues
     settings.ORDER_QUEUE_URL = url

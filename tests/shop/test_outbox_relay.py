@@ -17,10 +17,10 @@ from django.conf import settings
 from django.db import connection  # noqa: F401 (the skipif condition reads it)
 
 from notifications.models import OrderEmail
-from notifications.queue import message_decode
 from orders import services
 from orders.models import Order
 from shop import outbox
+from shop.aws.sqs import message_decode
 from shop.models import OutboxMessage
 from tests.aws_proxy import AwsProxy
 from tests.conftest import make_product

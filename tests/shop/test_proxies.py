@@ -16,7 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from shop.proxies import address_parse, client_address, networks_parse
+from shop.web.proxies import address_parse, client_address, networks_parse
 from tests.pipeline import WebServer, database_url
 
 PROXIES = networks_parse(["10.0.0.0/16", "fd00::/8"])

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator as StockGenerator
 
-from shop.api import SchemaGenerator
+from shop.web.api import SchemaGenerator
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 
 from notifications import services
 from notifications.management.commands.outbox_relay import counts_line
-from shop import outbox_relay
+from shop.outbox import relay
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=0)
 
     def handle(self, *args, **options):
-        counts = outbox_relay.outbox_relay_once(on_published=services.confirmation_queued_record)
+        counts = relay.outbox_relay_once(on_published=services.confirmation_queued_record)
         line = counts_line(counts)
         self.stdout.write(self.style.ERROR(line) if counts.failed else self.style.SUCCESS(line))
         if counts.failed:

@@ -2,8 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
 from notifications.management.commands.dlq_redrive import progress_printer, report
+from shop.aws import sqs
 
 
 class Command(BaseCommand):
@@ -44,6 +45,6 @@ class Command(BaseCommand):
             result = dead_letters.dlq_delete(
                 message_ids=ids, actor="manage.py dlq_delete", progress=progress_printer(self)
             )
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             raise CommandError(f"SQS cannot be reached: {exc}") from exc
         report(self, result, "deleted")

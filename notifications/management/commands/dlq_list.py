@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
+from shop.aws import sqs
 
 
 def _when(moment) -> str:
@@ -24,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         try:
             rows = dead_letters.dlq_list(limit=limit)
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             raise CommandError(f"SQS cannot be reached: {exc}") from exc
         for row in rows:
             order = f"order {row.order_id}" if row.order_id is not None else "no order"

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
+from shop.aws import sqs
 
 
 def report(command: BaseCommand, result: dead_letters.DeadLetterResult, verb: str) -> None:
@@ -53,6 +54,6 @@ class Command(BaseCommand):
                 actor="manage.py dlq_redrive",
                 progress=progress_printer(self),
             )
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             raise CommandError(f"SQS cannot be reached: {exc}") from exc
         report(self, result, "moved")

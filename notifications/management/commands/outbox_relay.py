@@ -7,10 +7,10 @@ import threading
 from django.core.management.base import BaseCommand
 
 from notifications import services
-from shop import outbox_relay
-from shop.outbox_relay import RelayCounts
+from shop.outbox import relay
+from shop.outbox.relay import RelayCounts
 
-logger = logging.getLogger("shop.outbox_relay")
+logger = logging.getLogger("shop.outbox.relay")
 
 
 def counts_line(counts: RelayCounts) -> str:
@@ -34,9 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, once: bool, **options):
         if once:
-            counts = outbox_relay.outbox_relay_once(
-                on_published=services.confirmation_queued_record
-            )
+            counts = relay.outbox_relay_once(on_published=services.confirmation_queued_record)
             line = counts_line(counts)
             self.stdout.write(self.style.ERROR(line) if counts.failed else self.style.SUCCESS(line))
             if counts.failed:
@@ -55,7 +53,7 @@ class Command(BaseCommand):
         def progress(counts: RelayCounts) -> None:
             logger.info(counts_line(counts))
 
-        total = outbox_relay.outbox_relay_run(
+        total = relay.outbox_relay_run(
             stop=stop, on_published=services.confirmation_queued_record, progress=progress
         )
         logger.info("outbox relay stopped; in all %s", counts_line(total))

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import dead_letters, queue
+from notifications import dead_letters
+from shop.aws import sqs
 
 
 def _duration(seconds: int | None) -> str:
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             stats = dead_letters.queue_health()
-        except queue.QueueUnavailable as exc:
+        except sqs.QueueUnavailable as exc:
             raise CommandError(f"SQS cannot be reached: {exc}") from exc
         for queue_stats in stats:
             self.stdout.write(self.style.MIGRATE_HEADING(f"{queue_stats.role}: {queue_stats.name}"))

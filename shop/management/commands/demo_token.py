@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from shop import cognito, provisioning
+from shop.aws import cognito, provisioning
 
 
 class Command(BaseCommand):

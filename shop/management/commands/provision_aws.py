@@ -5,7 +5,8 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from shop import aws, provisioning
+from shop import aws
+from shop.aws import provisioning
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 A service that changes something the outside world must hear about writes an
 ``OutboxMessage`` row in the same transaction (``outbox_task_add``, ``outbox_event_add``):
 a rolled-back change leaves no row, a committed one always has its rows, and the request
-makes no AWS call. The relay (``shop.outbox_relay``, ``manage.py outbox_relay``) publishes
+makes no AWS call. The relay (``shop.outbox.relay``, ``manage.py outbox_relay``) publishes
 committed rows and deletes them. Delivery is therefore at least once: a relay that dies
 after SQS or SNS took a batch and before it deleted the rows publishes them again (the
 worker's send is idempotent; event consumers deduplicate on ``event_id``).

@@ -1,4 +1,4 @@
-"""What a queue message says, poison included (the format itself: ``shop.sqs_envelope``)."""
+"""What a queue message says, poison included (the format itself: ``shop.aws.sqs.envelope``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from shop.sqs_envelope import EnvelopeError, envelope_decode
+from shop.aws.sqs.envelope import EnvelopeError, envelope_decode
 
 
 @dataclass(frozen=True)

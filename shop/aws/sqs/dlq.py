@@ -17,7 +17,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from notifications.queue.pair import (
+from shop import aws
+from shop.aws.sqs.envelope import fifo_fields
+from shop.aws.sqs.queues import (
     SQS_ERRORS,
     QueueUnavailable,
     calling,
@@ -26,8 +28,6 @@ from notifications.queue.pair import (
     queue_pair,
     sqs,
 )
-from shop import aws
-from shop.sqs_envelope import fifo_fields
 
 logger = logging.getLogger(__name__)
 

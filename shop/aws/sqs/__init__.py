@@ -2,15 +2,15 @@
 
 - ``publish``: the confirmation task, by name, onto the predefined order queue with Celery's
   own ``send_task`` (tests and benchmarks; the shop itself publishes through the outbox
-  relay, ``shop.outbox_relay``).
+  relay, ``shop.outbox.relay``).
 - ``stats``: the order queue's and its dead-letter queue's counts and settings.
 - ``dlq``: the dead-letter queue's messages: look, move back to the order queue, delete.
 - ``messages``: what a message says (task, order id), poison messages included; the wire
-  format itself is ``shop.sqs_envelope``'s.
+  format itself is ``shop.aws.sqs.envelope``'s.
 - ``pair``: the client, errors, and the queue pair (the DLQ named by the redrive policy).
 """
 
-from notifications.queue.dlq import (
+from shop.aws.sqs.dlq import (
     ACTION_HOLD_SECONDS,
     PEEK_HOLD_SECONDS,
     PEEK_MAX,
@@ -22,10 +22,10 @@ from notifications.queue.dlq import (
     dlq_peek,
     dlq_redrive,
 )
-from notifications.queue.messages import DecodedMessage, message_decode
-from notifications.queue.pair import QueueUnavailable
-from notifications.queue.publish import confirmation_enqueue
-from notifications.queue.stats import QueueStats, queue_stats
+from shop.aws.sqs.messages import DecodedMessage, message_decode
+from shop.aws.sqs.publish import confirmation_enqueue
+from shop.aws.sqs.queues import QueueUnavailable
+from shop.aws.sqs.stats import QueueStats, queue_stats
 
 __all__ = [
     "ACTION_HOLD_SECONDS",

@@ -62,7 +62,7 @@ from celery.worker.request import Request
 from kombu.message import Message
 from kombu.transport import SQS
 
-from shop.sqs_envelope import EnvelopeError, kombu_envelope_check
+from shop.aws.sqs.envelope import EnvelopeError, kombu_envelope_check
 
 logger = logging.getLogger(__name__)
 

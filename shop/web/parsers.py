@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
-from shop.edge import ACCEPTED_CHARSET, charset_problem
+from shop.web.edge import ACCEPTED_CHARSET, charset_problem
 
 
 class BoundedJSONParser(JSONParser):
@@ -17,7 +17,7 @@ class BoundedJSONParser(JSONParser):
     DRF's parser turns only ValueError into a 400: Python's json raises RecursionError on
     deeply nested input, which would otherwise be a 500. (The body size is bounded by
     Django's DATA_UPLOAD_MAX_MEMORY_SIZE when DRF reads ``request.body``: a 413.)
-    The body is UTF-8: any other charset is a 415 (``shop.edge``, which refuses it before
+    The body is UTF-8: any other charset is a 415 (``shop.web.edge``, which refuses it before
     Django in the web server, has the reasons), never a codec's LookupError.
     """
 

@@ -8,7 +8,7 @@
   has no SKIP LOCKED: run one relay there.
 - **Publish** (``outbox_publish``): SQS tasks with ``SendMessageBatch`` (up to 10 entries,
   at most 256 KiB a call), the body exactly what the Celery worker consumes
-  (``shop.sqs_envelope``; on a FIFO queue MessageGroupId = the row's group (the order),
+  (``shop.aws.sqs.envelope``; on a FIFO queue MessageGroupId = the row's group (the order),
   MessageDeduplicationId = the row's id); SNS events with ``PublishBatch``. Published rows
   are deleted. An entry a batch refuses, or every entry of a call that failed, is tried
   again after an exponential back-off (``OUTBOX_RETRY_BASE_SECONDS`` doubling up to
@@ -44,9 +44,9 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from shop import aws
+from shop.aws.sqs.envelope import envelope_encode, fifo_fields
 from shop.models import OutboxKind, OutboxMessage
 from shop.outbox import retry_delay
-from shop.sqs_envelope import envelope_encode, fifo_fields
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from notifications.queue.pair import (
+from shop.aws.sqs.queues import (
     attributes_get,
     int_attribute,
     queue_name,

@@ -2,7 +2,7 @@
 
 The only module that talks to Cognito. The key set is a neighbour that can misbehave, so:
 
-- it is fetched within ``shop.fetch``'s bounds (1 s to connect, 2 s to read, 256 KiB), and
+- it is fetched within ``shop.aws.fetch``'s bounds (1 s to connect, 2 s to read, 256 KiB), and
   an answer that is not a usable key set (a 5xx, HTML, JSON without RSA signing keys, a hang)
   is a failed fetch: without a key for the token's ``kid`` that is ``KeysUnavailable`` (the
   API's documented 503), with one it changes nothing (cached keys keep working);
@@ -31,8 +31,8 @@ from django.core.validators import validate_email
 from jwt import PyJWK
 
 from shop import aws
-from shop.fetch import FetchFailed, bounded_get
-from shop.metrics import JWKS_FETCHES
+from shop.aws.fetch import FetchFailed, bounded_get
+from shop.observability.metrics import JWKS_FETCHES
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
-from shop import cognito
-from shop.api_errors import ServiceUnavailable
+from shop.aws import cognito
+from shop.web.api_errors import ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class CognitoIdTokenAuthentication(BaseAuthentication):
 
 
 class CognitoIdTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "shop.authentication.CognitoIdTokenAuthentication"
+    target_class = "shop.web.authentication.CognitoIdTokenAuthentication"
     name = "CognitoIdToken"
 
     def get_security_definition(self, auto_schema):

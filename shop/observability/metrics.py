@@ -10,7 +10,7 @@ an empty directory per service, emptied on each start), every process (gunicorn 
 Celery pool children) writes its counters to files there and a scrape sums them. Without it,
 a scrape sees only the process that answers it.
 
-Who may read: a client whose address (``REMOTE_ADDR``, which ``shop.proxies`` has made the
+Who may read: a client whose address (``REMOTE_ADDR``, which ``shop.web.proxies`` has made the
 real client: X-Forwarded-For counts only from ``TRUSTED_PROXY_CIDRS``) is in
 ``METRICS_ALLOWED_IPS``, or a signed-in staff user; anyone else gets 403. Allowed addresses
 are answered by ``MetricsMiddleware`` before host validation and the HTTPS redirect, as the
@@ -92,7 +92,7 @@ for _reason in FAILURE_REASONS:
 
 
 class QueueDepth(Protocol):
-    """What the gauge reads of a queue (``notifications.queue.QueueStats`` has it)."""
+    """What the gauge reads of a queue (``shop.aws.sqs.QueueStats`` has it)."""
 
     role: str
     name: str
@@ -221,7 +221,8 @@ class _Scrape(Collector):
 
 
 def client_allowed(address: str) -> bool:
-    """Whether ``address`` (REMOTE_ADDR, after ``shop.proxies``) is in ``METRICS_ALLOWED_IPS``."""
+    """Whether ``address`` (REMOTE_ADDR, after ``shop.web.proxies``) is in
+    ``METRICS_ALLOWED_IPS``."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

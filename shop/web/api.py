@@ -26,8 +26,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ErrorDetail
 
-from shop.api_errors import Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from shop.exceptions import ApplicationError
+from shop.web.api_errors import Conflict, PayloadTooLarge, ServiceUnavailable, Unprocessable
 
 
 class ExceptionHandler(standardized_handler.ExceptionHandler):
@@ -44,7 +44,7 @@ class ExceptionHandler(standardized_handler.ExceptionHandler):
 
     def report_exception(self, exc: exceptions.APIException, response) -> None:
         """A dependency that is down (the documented 503) is logged where it fails, once per
-        attempt (e.g. ``shop.cognito``), and by Django as one line per answer: not with a
+        attempt (e.g. ``shop.aws.cognito``), and by Django as one line per answer: not with a
         traceback and an error report per request, as other server errors are."""
         if isinstance(exc, ServiceUnavailable):
             return

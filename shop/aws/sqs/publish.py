@@ -12,7 +12,7 @@ import uuid
 from celery import current_app
 from django.conf import settings
 
-from shop.sqs_envelope import fifo_fields
+from shop.aws.sqs.envelope import fifo_fields
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ both versions are verified, and a stranger's message can cost at most a bounded,
   region's SNS host (or a host of ``SNS_CERT_TRUSTED_DOMAINS``, for tests) and the path
   ``/SimpleNotificationService-<hex>.pem``, no user, query or fragment. The webhook checks
   it, and the topic, before anything is fetched;
-- fetches go through ``shop.fetch`` (1 s connect, 2 s read, 64 KiB, no redirects), at most
+- fetches go through ``shop.aws.fetch`` (1 s connect, 2 s read, 64 KiB, no redirects), at most
   ``CERT_FETCHES_PER_MINUTE`` a minute and one at a time per process; over either bound the
   message is answered 503 (SNS retries) without a fetch;
 - a certificate is kept a day; a URL that answered without one (4xx, not a certificate) is
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 
-from shop.fetch import FetchFailed, bounded_get
+from shop.aws.fetch import FetchFailed, bounded_get
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def signing_certificate(url: str) -> x509.Certificate | None:
 
 
 def url_fetch(url: str) -> tuple[int, bytes]:
-    """GET an SNS URL (a SubscribeURL) within ``shop.fetch``'s bounds; raises FetchFailed."""
+    """GET an SNS URL (a SubscribeURL) within ``shop.aws.fetch``'s bounds; raises FetchFailed."""
     answer = bounded_get(url, max_bytes=CERT_MAX_BYTES)
     return answer.status, answer.body
 

@@ -1,0 +1,1 @@
+"""Logs and metrics: the log context and formats, and the Prometheus metrics."""
