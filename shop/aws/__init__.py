@@ -1,4 +1,10 @@
-"""boto3 clients, built once per process and configured from settings only.
+"""Amazon Web Services: boto3 clients, built once per process and configured from settings only.
+
+The package is the one home of each AWS service: ``sqs`` (the order queue, its DLQ and the
+Celery message envelope), ``sns`` (publishing events, verifying SNS's messages),
+``cognito`` (ID tokens), ``provisioning`` (what ``manage.py provision_aws`` creates) and
+``fetch`` (bounded HTTPS GETs of SNS's and Cognito's URLs). SES is the notifications app's
+(``notifications.ses``): the shop sends email there only.
 
 Every AWS client of the project comes from here, so each follows ``AWS_REGION`` and its
 service's endpoint: boto3's ``AWS_ENDPOINT_URL_<SERVICE>`` over ``AWS_ENDPOINT_URL`` (the
@@ -9,6 +15,7 @@ emulator locally, unset on AWS). Clients are cached per
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -70,3 +77,22 @@ def client(service_name: str, *, bounded: bool = False, single_attempt: bool = F
                 ),
             )
         return _clients[key]
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """What SQS's ``SendMessageBatch`` and SNS's ``PublishBatch`` answered, by entry id."""
+
+    published: list[str]
+    #: entry id -> "<Code>: <Message>"
+    refused: dict[str, str]
+
+    @classmethod
+    def parse(cls, answer: dict[str, Any]) -> BatchAnswer:
+        return cls(
+            published=[item["Id"] for item in answer.get("Successful", [])],
+            refused={
+                item["Id"]: f"{item.get('Code', '?')}: {item.get('Message', '')}".strip()[:500]
+                for item in answer.get("Failed", [])
+            },
+        )

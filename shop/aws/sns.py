@@ -1,4 +1,5 @@
-"""Amazon SNS messages in: verifying their signatures, and fetching SNS's URLs safely.
+"""Amazon SNS: messages in (verifying their signatures, fetching SNS's URLs safely) and
+events out (``event_entry``, ``entries_publish``: the outbox relay's ``PublishBatch``).
 
 django-ses 4.8.2 verifies SignatureVersion 1 (SHA1) only and fetches the SigningCertURL with
 ``requests`` (not installed here), caching a failed fetch for the life of the process. Here
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import re
 import threading
@@ -35,6 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 
+from shop import aws
 from shop.aws.fetch import FetchFailed, bounded_get
 
 logger = logging.getLogger(__name__)
@@ -214,3 +217,40 @@ def sns_signature_valid(message: dict[str, Any]) -> bool:
         logger.warning("SNS message %r: invalid signature", message.get("MessageId"))
         return False
     return True
+
+
+# --- messages out: publishing events ---------------------------------------------------------
+
+
+def event_entry(
+    *,
+    entry_id: str,
+    topic_arn: str,
+    message: dict[str, Any],
+    attributes: dict[str, str],
+    group_id: str,
+    deduplication_id: str,
+) -> dict[str, Any]:
+    """One ``PublishBatch`` entry: the event as compact JSON, its string attributes (what
+    subscribers' filter policies match); on a FIFO topic grouped and deduplicated."""
+    entry: dict[str, Any] = {
+        "Id": entry_id,
+        "Message": json.dumps(message, separators=(",", ":")),
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
+    if topic_arn.endswith(".fifo"):
+        entry["MessageGroupId"] = group_id
+        entry["MessageDeduplicationId"] = deduplication_id
+    return entry
+
+
+def entries_publish(*, topic_arn: str, entries: list[dict[str, Any]]) -> aws.BatchAnswer:
+    """One ``PublishBatch`` call (at most 10 entries, 256 KiB), one attempt (the caller's
+    retry decides, as for ``shop.aws.sqs.publish.entries_send``). Raises botocore's errors
+    when the call fails as a whole."""
+    answer = aws.client("sns", single_attempt=True).publish_batch(
+        TopicArn=topic_arn, PublishBatchRequestEntries=entries
+    )
+    return aws.BatchAnswer.parse(answer)

@@ -29,7 +29,6 @@ caller records what it needs (the email history's "queued"). Knows no app.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -44,7 +43,8 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from shop import aws
-from shop.aws.sqs.envelope import envelope_encode, fifo_fields
+from shop.aws import sns
+from shop.aws.sqs import publish as sqs_publish
 from shop.models import OutboxKind, OutboxMessage
 from shop.outbox import retry_delay
 
@@ -141,39 +141,29 @@ class _Entry:
 
 def _sqs_entry(row: OutboxMessage) -> _Entry:
     payload = row.payload
-    body = envelope_encode(
+    params = sqs_publish.task_entry(
+        entry_id=str(row.pk),
+        queue_url=row.destination,
         task_name=payload["task"],
         args=tuple(payload.get("args") or ()),
         kwargs=payload.get("kwargs") or {},
         task_id=payload.get("task_id"),
+        group_id=row.group_id or str(row.pk),
     )
-    params = {
-        "Id": str(row.pk),
-        "MessageBody": body,
-        **fifo_fields(
-            queue_url=row.destination,
-            group_id=row.group_id or str(row.pk),
-            deduplication_id=str(row.pk),
-        ),
-    }
-    return _Entry(row, params, len(body.encode()))
+    return _Entry(row, params, len(params["MessageBody"].encode()))
 
 
 def _sns_entry(row: OutboxMessage) -> _Entry:
     payload = row.payload
-    message = json.dumps(payload["message"], separators=(",", ":"))
-    params: dict[str, Any] = {
-        "Id": str(row.pk),
-        "Message": message,
-        "MessageAttributes": {
-            name: {"DataType": "String", "StringValue": value}
-            for name, value in (payload.get("attributes") or {}).items()
-        },
-    }
-    if row.destination.endswith(".fifo"):
-        params["MessageGroupId"] = row.group_id or str(row.pk)
-        params["MessageDeduplicationId"] = payload.get("deduplication_id") or str(row.pk)
-    return _Entry(row, params, len(message.encode()))
+    params = sns.event_entry(
+        entry_id=str(row.pk),
+        topic_arn=row.destination,
+        message=payload["message"],
+        attributes=payload.get("attributes") or {},
+        group_id=row.group_id or str(row.pk),
+        deduplication_id=payload.get("deduplication_id") or str(row.pk),
+    )
+    return _Entry(row, params, len(params["Message"].encode()))
 
 
 def _batches(entries: list[_Entry]) -> Iterator[list[_Entry]]:
@@ -203,26 +193,13 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def _call(kind: str, destination: str, batch: list[_Entry]) -> tuple[list[str], dict[str, str]]:
-    """One batch call: (ids published, {id: reason} refused). Raises on a failed call."""
+def _call(kind: str, destination: str, batch: list[_Entry]) -> aws.BatchAnswer:
+    """One batch call, one attempt (the outbox is the retry: the rows back off and are
+    published again, duplicates only on that path). Raises on a failed call."""
     entries = [entry.params for entry in batch]
-    # One attempt per call: botocore would re-send a whole batch after a read timeout (SQS
-    # may have taken it: seen as 3 copies of each message under load). The outbox is the
-    # retry: the rows back off and are published again, duplicates only on that path.
     if kind == OutboxKind.SQS_TASK:
-        answer = aws.client("sqs", single_attempt=True).send_message_batch(
-            QueueUrl=destination, Entries=entries
-        )
-    else:
-        answer = aws.client("sns", single_attempt=True).publish_batch(
-            TopicArn=destination, PublishBatchRequestEntries=entries
-        )
-    ok = [item["Id"] for item in answer.get("Successful", [])]
-    refused = {
-        item["Id"]: f"{item.get('Code', '?')}: {item.get('Message', '')}".strip()[:500]
-        for item in answer.get("Failed", [])
-    }
-    return ok, refused
+        return sqs_publish.entries_send(queue_url=destination, entries=entries)
+    return sns.entries_publish(topic_arn=destination, entries=entries)
 
 
 def _failed(rows: Sequence[OutboxMessage], reason: str) -> None:
@@ -272,21 +249,21 @@ def outbox_publish(
             queued_at = timezone.now()  # before the call: a fast worker may answer first
             counts.calls += 1
             try:
-                ok, refused = _call(kind, destination, batch)
+                answer = _call(kind, destination, batch)
             except (BotoCoreError, ClientError) as exc:
                 _failed(list(by_id.values()), _describe(exc))
                 counts.failed += len(batch)
                 continue
-            published = [by_id[i] for i in ok if i in by_id]
+            published = [by_id[i] for i in answer.published if i in by_id]
             with transaction.atomic():
                 OutboxMessage.objects.filter(pk__in=[row.pk for row in published]).delete()
                 if on_published and published:
                     on_published(published, queued_at)
-            for row_id, reason in refused.items():
+            for row_id, reason in answer.refused.items():
                 if row_id in by_id:
                     _failed([by_id[row_id]], REFUSED + reason)
             counts.published += len(published)
-            counts.failed += len(refused)
+            counts.failed += len(answer.refused)
             counts.by_kind[kind] = counts.by_kind.get(kind, 0) + len(published)
     return counts
 

@@ -1,13 +1,15 @@
-"""Amazon SQS: the only package of notifications that talks to SQS.
+"""Amazon SQS: the one home of the order queue, its dead-letter queue and their messages.
 
-- ``publish``: the confirmation task, by name, onto the predefined order queue with Celery's
-  own ``send_task`` (tests and benchmarks; the shop itself publishes through the outbox
-  relay, ``shop.outbox.relay``).
-- ``stats``: the order queue's and its dead-letter queue's counts and settings.
+- ``envelope``: a Celery task message on SQS, written and read (the only encoder and decoder:
+  the relay, the worker's hardening, the DLQ pages and the tests use it).
+- ``transport``: kombu's SQS transport and Celery's consumer, hardened against poison
+  messages (``CELERY_BROKER_TRANSPORT``, ``CELERY_WORKER_CONSUMER``).
+- ``publish``: tasks onto the order queue: the outbox relay's ``SendMessageBatch``
+  (``shop.outbox.relay``), and Celery's own ``send_task`` (tests and benchmarks).
+- ``queues``: the operators' client, errors, and the queue pair (the DLQ named by the redrive
+  policy); ``stats``: their counts and settings.
 - ``dlq``: the dead-letter queue's messages: look, move back to the order queue, delete.
-- ``messages``: what a message says (task, order id), poison messages included; the wire
-  format itself is ``shop.aws.sqs.envelope``'s.
-- ``pair``: the client, errors, and the queue pair (the DLQ named by the redrive policy).
+- ``messages``: what a message says (task, order or email id), poison messages included.
 """
 
 from shop.aws.sqs.dlq import (
