@@ -6,7 +6,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from notifications import feedback, services
+from notifications import feedback, selectors, services
 from notifications.models import OrderEmail, SuppressedAddress
 
 
@@ -63,7 +63,7 @@ class OrderEmailAdmin(admin.ModelAdmin):
 
     @admin.display(description="SES message ids (latest first)")
     def ses_message_ids(self, obj: OrderEmail) -> str:
-        messages = services.email_ses_messages(email_id=obj.pk)
+        messages = selectors.email_ses_messages(email_id=obj.pk)
         return (
             format_html_join(
                 mark_safe("<br>"),

@@ -17,7 +17,7 @@ takes the next slot of one schedule, ``1 / rate`` seconds after the one before:
   it as a WARNING at startup.
 
 The statement runs on Django's connection in autocommit, outside the send's transaction
-(``notifications.services.confirmation_send`` takes its slot before it locks the email),
+(``notifications.sending.confirmation_send`` takes its slot before it locks the email),
 so the row is never held while SES answers. Django's database cache has no atomic
 increment; pyrate-limiter's PostgreSQL bucket keeps a row per acquisition behind a
 connection pool of its own and answers "full" rather than "your slot is at t": one row and

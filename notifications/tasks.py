@@ -17,7 +17,7 @@ from celery.signals import task_postrun, task_prerun, task_received, worker_init
 from django.conf import settings
 from django.db import close_old_connections
 
-from notifications import services
+from notifications import selectors, sending
 from shop.aws.sqs.transport import ReturnLater, SqsRequest
 from shop.observability.logging import context_bind
 
@@ -60,7 +60,7 @@ def _order_bind(sender=None, kwargs=None, **_) -> None:
     ``shop.observability.logging``'s own prerun handler, which clears and binds the task's ids."""
     email_id = (kwargs or {}).get("email_id")
     if getattr(sender, "name", None) == settings.EMAIL_TASK_NAME and type(email_id) is int:
-        order_id = services.email_order_id(email_id=email_id)
+        order_id = selectors.email_order_id(email_id=email_id)
         if order_id is not None:
             context_bind(order_id=order_id)
 
@@ -68,7 +68,7 @@ def _order_bind(sender=None, kwargs=None, **_) -> None:
 @worker_init.connect
 def _send_rate_describe(**kwargs) -> None:
     """One line at worker start saying how sends are paced (a WARNING when per process)."""
-    level, text = services.send_rate_describe()
+    level, text = sending.send_rate_describe()
     logger.log(level, text)
 
 
@@ -80,14 +80,14 @@ def _run(request, *, what: str, send) -> str:
     attempt = receive_count or "?"
     try:
         result = send(attempt=receive_count, started_at=started_at)
-    except services.EmailThrottled as exc:
+    except sending.EmailThrottled as exc:
         logger.warning("%s attempt=%s outcome=throttled reason=%s", what, attempt, exc)
         raise ReturnLater(str(exc), delay=exc.retry_in) from exc
-    except services.EmailMissing as exc:
+    except sending.EmailMissing as exc:
         # Retrying cannot make a missing order appear: the message is deleted, loudly.
         logger.error("%s attempt=%s outcome=dropped reason=no such order (%s)", what, attempt, exc)
         return "dropped"
-    except services.EmailFailed as exc:
+    except sending.EmailFailed as exc:
         logger.warning("%s attempt=%s outcome=failed reason=%s", what, attempt, exc)
         raise
     email = result.notification
@@ -108,8 +108,8 @@ def send_email(self, email_id: int) -> str:
     """Send one email of an order (any kind): the message carries the record's id only."""
     return _run(
         self.request,
-        what=services.email_label(email_id=email_id),
-        send=lambda **kw: services.email_send(email_id=email_id, **kw),
+        what=selectors.email_label(email_id=email_id),
+        send=lambda **kw: sending.email_send(email_id=email_id, **kw),
     )
 
 
@@ -121,5 +121,5 @@ def send_order_confirmation(self, order_id: int) -> str:
     return _run(
         self.request,
         what=f"confirmation order={order_id}",
-        send=lambda **kw: services.confirmation_send(order_id=order_id, **kw),
+        send=lambda **kw: sending.confirmation_send(order_id=order_id, **kw),
     )

@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from notifications import selectors as notification_selectors
 from notifications import services as notification_services
 from orders import services
 from orders.admin_lifecycle import OrderLifecycleAdmin
@@ -164,7 +165,7 @@ class EmailStatusFilter(admin.SimpleListFilter):
     parameter_name = "confirmation_email__status__exact"
 
     def lookups(self, request, model_admin):
-        return notification_services.EMAIL_STATUSES
+        return notification_selectors.EMAIL_STATUSES
 
     def queryset(self, request, queryset):
         if self.value() is None:
@@ -314,15 +315,15 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
     def email_status(self, obj: Order) -> str:
         """The confirmation email's (annotated in get_queryset)."""
         status = getattr(obj, "confirmation_status", None)
-        return notification_services.email_status_label(status) if status else "-"
+        return notification_selectors.email_status_label(status) if status else "-"
 
     @admin.display(description="Every email of the order")
     def emails_table(self, obj: Order) -> str:
-        emails = notification_services.order_emails(order_id=obj.pk) if obj.pk else []
+        emails = notification_selectors.order_emails(order_id=obj.pk) if obj.pk else []
         if not emails:
             return "-"
         ids: dict[int, list] = {}
-        for message in notification_services.order_ses_messages(order_id=obj.pk):
+        for message in notification_selectors.order_ses_messages(order_id=obj.pk):
             ids.setdefault(message.email_id, []).append(message)
         rows = format_html_join(
             "",
@@ -360,7 +361,7 @@ class OrderAdmin(OrderLifecycleAdmin, admin.ModelAdmin):
 
     @admin.display(description="Attempts, resends and SES reports")
     def email_history(self, obj: Order) -> str:
-        events = notification_services.order_email_history(order_id=obj.pk)
+        events = notification_selectors.order_email_history(order_id=obj.pk)
         if not events:
             return "-"
         rows = format_html_join(

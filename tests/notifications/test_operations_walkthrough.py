@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from notifications import services
+from notifications import selectors
 from notifications.models import EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
@@ -69,5 +69,5 @@ def test_unverified_email_dead_lettered_then_verified_redriven_and_sent(workers)
     )
     assert len(sent_emails(address)) == 1
     assert queue_counts(DLQ_URL) == (0, 0)
-    kinds = [event.kind for event in services.confirmation_history(order_id=order.pk)]
+    kinds = [event.kind for event in selectors.confirmation_history(order_id=order.pk)]
     assert kinds == ["queued", "failed", "failed", "failed", "redriven", "sent"]

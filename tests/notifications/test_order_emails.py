@@ -315,10 +315,10 @@ def test_a_confirmation_unsent_when_the_order_was_cancelled_is_not_sent(settings
     confirmation = OrderEmail.objects.get(order=order, kind=EmailKind.CONFIRMATION)
     cancelled = OrderEmail.objects.get(order=order, kind=EmailKind.CANCELLED)
 
-    from notifications import services
+    from notifications import sending
 
-    assert services.email_send(email_id=confirmation.pk).outcome == "suppressed"
-    assert services.email_send(email_id=cancelled.pk).outcome == "sent"
+    assert sending.email_send(email_id=confirmation.pk).outcome == "suppressed"
+    assert sending.email_send(email_id=cancelled.pk).outcome == "sent"
 
     confirmation.refresh_from_db()
     assert confirmation.status == EmailStatus.SUPPRESSED

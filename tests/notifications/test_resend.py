@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import call_command
 
-from notifications import services
+from notifications import selectors, sending, services
 from notifications.models import (
     EmailEvent,
     EmailStatus,
@@ -43,7 +43,7 @@ def _order(email: str = "alice@example.com") -> Order:
 
 
 def _kinds(order: Order) -> list[str]:
-    return [event.kind for event in services.confirmation_history(order_id=order.pk)]
+    return [event.kind for event in selectors.confirmation_history(order_id=order.pk)]
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_a_suppressed_address_is_not_sent_to(settings):
     SuppressedAddress.objects.create(email="gone@example.com", reason="bounce")
     before = len(sent_emails())
 
-    outcome = services.confirmation_send(order_id=order.pk, attempt=1)
+    outcome = sending.confirmation_send(order_id=order.pk, attempt=1)
 
     assert outcome.outcome == "suppressed"
     record = OrderEmail.objects.get(order=order)
@@ -201,4 +201,4 @@ def test_a_suppressed_address_is_not_sent_to(settings):
     assert mail.outbox == []
     assert _kinds(order) == ["suppressed"]  # never relayed: no "queued" entry
     # A later delivery of the same message does nothing more.
-    assert services.confirmation_send(order_id=order.pk).outcome == "skipped"
+    assert sending.confirmation_send(order_id=order.pk).outcome == "skipped"

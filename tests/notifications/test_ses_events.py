@@ -39,7 +39,8 @@ from notifications.models import (
     OrderEmail,
     SuppressedAddress,
 )
-from notifications.services import confirmation_resend, confirmation_send
+from notifications.sending import confirmation_send
+from notifications.services import confirmation_resend
 from orders import services as orders
 from orders.models import Order, Product
 from shop.aws import sns

@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from prometheus_client.parser import text_string_to_metric_families
 
 from notifications import metrics as notification_metrics
-from notifications import services as notification_services
+from notifications import sending as notification_sending
 from notifications import ses
 from orders import services
 from orders.models import Order
@@ -156,6 +156,6 @@ def test_failure_reasons_are_few_and_named_after_the_cause(cause, reason):
         try:
             raise cause
         except Exception as exc:
-            raise notification_services.ConfirmationFailed(str(exc)) from exc
-    except notification_services.ConfirmationFailed as failed:
+            raise notification_sending.ConfirmationFailed(str(exc)) from exc
+    except notification_sending.ConfirmationFailed as failed:
         assert notification_metrics.failure_reason(failed) == reason

@@ -14,7 +14,7 @@ import time
 import pytest
 from django.db import connection, connections, transaction
 
-from notifications import services as notification_services
+from notifications import sending as notification_sending
 from orders import actions, lifecycle, services
 from orders.models import Order, OrderStatus, OrderStatusChange, Product, StockAdjustment
 from tests.conftest import auth, make_product, order_body
@@ -158,13 +158,13 @@ def test_the_worker_confirms_the_order_through_orders_actions():
     saying the worker did it: ``notifications`` no longer writes ``Order.status`` itself."""
     make_product(sku="MUG", stock=5)
     order = place(("MUG", 1), customer="alice")  # verified in the emulator's SES
-    outcome = notification_services.confirmation_send(order_id=order.pk, attempt=1)
+    outcome = notification_sending.confirmation_send(order_id=order.pk, attempt=1)
     assert outcome.outcome == "sent"
     order.refresh_from_db()
     assert order.status == OrderStatus.CONFIRMED
     assert changes(order) == [("placed", "confirmed", "worker")]
     # A second delivery of the same message: skipped, nothing recorded twice.
-    assert notification_services.confirmation_send(order_id=order.pk).outcome == "skipped"
+    assert notification_sending.confirmation_send(order_id=order.pk).outcome == "skipped"
     assert changes(order) == [("placed", "confirmed", "worker")]
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import services
+from notifications import selectors, services
 from orders.models import Order
 
 
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("order_id", type=int)
         parser.add_argument("--output", default="var/email-preview", help="path without suffix")
-        parser.add_argument("--kind", default="confirmation", choices=sorted(services.EMAIL_KINDS))
+        parser.add_argument("--kind", default="confirmation", choices=sorted(selectors.EMAIL_KINDS))
 
     def handle(self, *args, order_id: int, output: str, kind: str, **options):
         try:
