@@ -1,4 +1,4 @@
-# One image for every process of the shop; only the command differs (README "Docker"):
+# One image for every process of the shop; only the command differs (docs/deployment.md "Docker"):
 #   web (default)  gunicorn shop.wsgi ...
 #   worker         celery -A shop worker --loglevel INFO
 #   relay          python manage.py outbox_relay

@@ -1,8 +1,8 @@
 """Figures 1 (requests), 2 (SQL per order) and the web halves of 7 (memory) and 8 (JWKS).
 
-1. gunicorn with the settings README recommends for 2 cores (``SERVER``), loaded by wrk on
-   loopback (Debian's package; installed with apt-get when missing) with real ID tokens of the
-   emulator's Cognito for a rotating set of customers, three rungs:
+1. gunicorn with the settings docs/performance.md recommends for 2 cores (``SERVER``), loaded
+   by wrk on loopback (Debian's package; installed with apt-get when missing) with real ID
+   tokens of the emulator's Cognito for a rotating set of customers, three rungs:
    (a) the bare WSGI app ``bench/wsgi_ok.py`` (the server's ceiling), (b) ``GET /api/me/``
    (token check and one query), (c) ``POST /api/orders/`` with 3 lines (its outbox rows
    written in the order's transaction; ``manage.py outbox_relay`` runs beside the server and
@@ -114,7 +114,8 @@ class Server:
         return [*args, "--threads", str(self.threads)] if self.threads > 1 else args
 
 
-# README's recommendation for 2 cores: gunicorn's default (sync) workers, WEB_CONCURRENCY=3.
+# docs/performance.md's recommendation for 2 cores: gunicorn's default (sync) workers,
+# WEB_CONCURRENCY=3.
 # `--compare` measured each of CANDIDATES under the same load: 3 sync workers served the most
 # requests and orders with the shortest tails; more processes or threads only add context
 # switches on 2 cores, where a request waits little (PostgreSQL, SQS on loopback).

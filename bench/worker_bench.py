@@ -2,8 +2,9 @@
 6 scale-out, and the worker half of 7 (peak RSS) and 8 (template compilations per process).
 
 Everything runs against one ``Stack`` (the emulator and a PostgreSQL database of its own),
-with real ``celery -A shop worker`` processes started as production starts them (README's
-command, JSON logs at INFO) with the pool and concurrency README recommends for 2 cores.
+with real ``celery -A shop worker`` processes started as production starts them (the
+documented command, JSON logs at INFO) with the pool and concurrency docs/performance.md
+recommends for 2 cores.
 Orders are placed with ``orders.services.order_place`` in a process with the stack's
 environment (``bench/worker_orders.py``), so each confirmation is recorded in the order's
 transaction with its outbox row by the app's own code, and published by the run's
@@ -61,7 +62,7 @@ from bench.common import (
     wait_for,
 )
 
-#: What README recommends for a worker on 2 cores (measured: see the module's report).
+#: What docs/performance.md recommends for a worker on 2 cores (measured: see the module's report).
 POOL = "prefork"
 CONCURRENCY = 2
 CUSTOMERS = 50

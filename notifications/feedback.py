@@ -1,7 +1,7 @@
 """What SES reports about our emails after sending them, and the suppression list.
 
-SES publishes an event per email to the configuration set's SNS topic (README "SES events and
-the suppression list"); ``notifications.receivers`` turns each verified one into a call here.
+SES publishes an event per email to the configuration set's SNS topic (docs/emails.md "SES events
+and the suppression list"); ``notifications.receivers`` turns each verified one into a call here.
 The SES event objects (``bounce``, ``complaint``, ``delivery``, ``reject``) are taken as SES
 documents them and read defensively: a field of the wrong type counts as missing.
 

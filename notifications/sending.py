@@ -94,9 +94,9 @@ def send_rate_describe() -> tuple[int, str]:
 def send_wait_budget() -> float:
     """Seconds an attempt may wait for its send slot: the soft time limit less the time kept
     for the send itself (SES's read timeout and a 2 s connect), and at least half the limit
-    (8 s with the defaults: 20 - 12). With prefetch 1 each worker process holds one message,
-    so a burst waits for its slots instead of being throttled as long as processes <= rate x
-    this budget (README)."""
+    (10 s with the defaults: 20 - 12 is 8, half of 20 is 10). With prefetch 1 each worker
+    process holds one message, so a burst waits for its slots instead of being throttled as
+    long as processes <= rate x this budget (docs/celery-sqs.md)."""
     limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
     return max(limit - (settings.SES_READ_TIMEOUT + 2), limit / 2)
 

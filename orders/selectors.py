@@ -17,7 +17,7 @@ def order_count_for_customer(*, customer_id: str) -> int:
 
     Written as SQL (the table and column named by the model) because Django builds and
     compiles a ``count()`` anew on every call, and that cost several times the query itself
-    on ``GET /api/me/``, every request (bench/http_bench.py, README "Performance").
+    on ``GET /api/me/``, every request (bench/http_bench.py, docs/performance.md).
     """
     table = connection.ops.quote_name(Order._meta.db_table)
     column = connection.ops.quote_name(Order._meta.get_field("customer_id").column)

@@ -167,7 +167,7 @@ def main() -> int:
     for problem in problems:
         print(f"lock check: {problem}", file=sys.stderr)
     if problems:
-        print("lock check: run `make lock` (README: Dependencies)", file=sys.stderr)
+        print("lock check: run `make lock` (docs/development.md: Dependencies)", file=sys.stderr)
         return 1
     print(f"lock check: {', '.join(LOCKS)} up to date with their requirement lists")
     return 0

@@ -57,7 +57,7 @@ else
 fi
 
 "$PY" manage.py migrate --noinput
-# --order-events: the OrderPlaced topic and a demo queue subscribed to it (README).
+# --order-events: the OrderPlaced topic and a demo queue subscribed to it (docs/orders.md).
 # FIFO_QUEUES=true make run: a FIFO order queue and DLQ instead (shop-orders.fifo).
 fifo=()
 [[ "${FIFO_QUEUES:-false}" == "true" ]] && fifo=(--fifo)
@@ -112,7 +112,7 @@ Then see the email:  curl -s $AWS_ENDPOINT_URL/moto-api/data.json | python3 -m j
 The same with EMAIL=bob@example.com: his address is not verified in the SES sandbox, so the
 email is refused, retried ($CONFIRMATION_RETRY_DELAYS s apart) and, after 3 tries, the message
 is in the dead-letter queue: see the worker log (var/worker.log) and the order in the admin.
-Then fix it as an operator would (README "Operating the shop"):
+Then fix it as an operator would (docs/operations.md, the walkthrough):
 
   make -s manage CMD="dlq_list"                      # or Admin > Operations > Dead-letter queue
   make -s manage CMD="ses_verify bob@example.com"    # verify the address in SES

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: held longer than this while another consumer could receive it asks for a longer one with
 #: ``@pytest.mark.visibility_timeout(10)`` (the ``queues`` fixture, tests/conftest.py).
 #: The task time limits below stay above it: the production rule (time limit below the
-#: visibility timeout, README) is checked on the template, not on these queues.
+#: visibility timeout, docs/celery-sqs.md) is checked on the template, not on these queues.
 TEST_VISIBILITY_TIMEOUT = 2
 #: The order queue's name (its DLQ: ``<name>-dlq``), on every xdist worker's own emulator.
 TEST_QUEUE_NAME = "test-orders"

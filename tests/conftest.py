@@ -1,4 +1,4 @@
-"""Fixtures every suite shares. The conventions of the test suite (README "Tests"):
+"""Fixtures every suite shares. The conventions of the test suite (docs/development.md "Tests"):
 
 - Each xdist worker has its own emulator and database (tests/aws_emulator.py); a test may use
   both freely, nothing else runs on them at the same time.

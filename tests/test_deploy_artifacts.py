@@ -3,7 +3,8 @@
 No Docker engine runs here, so the image is checked by what it is made of: the Dockerfile's
 instructions, the build context that ``.dockerignore`` selects (copied to a temporary
 directory, where the Dockerfile's collectstatic step runs), and the image's commands run
-from that copy with the image's environment, exactly as README's "Docker" section gives them.
+from that copy with the image's environment, exactly as docs/deployment.md's "Docker" section
+gives them.
 
 The template ``infra/shop.yaml`` is deployed to the session's emulator with CloudFormation.
 The emulator does not implement every resource type of the template (``EMULATOR_SKIPS``):
@@ -201,17 +202,17 @@ def build_context(destination: Path) -> list[str]:
     return copied
 
 
-# --- README's "Docker" section --------------------------------------------------------------
+# --- docs/deployment.md's "Docker" section -----------------------------------------------------
 
 
-def readme_docker_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("\n### Docker\n")
+def docs_docker_section() -> str:
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    start = text.index("\n## Docker\n")
     end = re.search(r"\n##+ ", text[start + 1 :])
     return text[start : start + 1 + end.start()] if end else text[start:]
 
 
-#: docker options that take a value (the others used in README are flags).
+#: docker options that take a value (the others used in the docs are flags).
 _DOCKER_VALUE_OPTIONS = {"--env-file", "-e", "--env", "-p", "--publish", "--name", "-t", "--tag"}
 
 
@@ -222,9 +223,9 @@ class DockerRun:
     command: list[str]
 
 
-def readme_docker_lines() -> tuple[list[str], list[DockerRun]]:
-    block = re.search(r"```sh\n(.*?)```", readme_docker_section(), re.S)
-    assert block, "README's Docker section has no sh block"
+def docs_docker_lines() -> tuple[list[str], list[DockerRun]]:
+    block = re.search(r"```sh\n(.*?)```", docs_docker_section(), re.S)
+    assert block, "docs/deployment.md's Docker section has no sh block"
     build: list[str] = []
     runs: list[DockerRun] = []
     for line in block[1].splitlines():
@@ -244,16 +245,16 @@ def readme_docker_lines() -> tuple[list[str], list[DockerRun]]:
 
 
 def service(run: DockerRun) -> str:
-    """The SHOP_SERVICE a README ``docker run`` line sets."""
+    """The SHOP_SERVICE a documented ``docker run`` line sets."""
     (value,) = [
         e.split("=", 1)[1] for e in run.options.get("-e", []) if e.startswith("SHOP_SERVICE=")
     ]
     return value
 
 
-def readme_run(*prefix: str) -> DockerRun:
-    found = [run for run in readme_docker_lines()[1] if run.command[: len(prefix)] == list(prefix)]
-    assert len(found) == 1, f"README's Docker section: {len(found)} `docker run` of {prefix}"
+def docs_run(*prefix: str) -> DockerRun:
+    found = [run for run in docs_docker_lines()[1] if run.command[: len(prefix)] == list(prefix)]
+    assert len(found) == 1, f"docs/deployment.md, Docker: {len(found)} `docker run` of {prefix}"
     return found[0]
 
 
@@ -504,15 +505,15 @@ def test_build_context_holds_the_app_and_no_secrets_or_local_state():
     assert not [path for path in needed if dockerignored(path)]
 
 
-def test_readme_docker_lines_are_the_image_commands():
-    build, runs = readme_docker_lines()
+def test_documented_docker_lines_are_the_image_commands():
+    build, runs = docs_docker_lines()
     assert build[:2] == ["-t", "shop"] and build[2:] == ["."]  # ./Dockerfile, this context
     assert {run.image for run in runs} == {"shop"}
-    # The web server is the image's default command, which README states word for word; it
+    # The web server is the image's default command, which the docs state word for word; it
     # runs twice, as the public API and as the admin (SHOP_SERVICE).
     webs = [run for run in runs if not run.command]
     assert sorted(service(run) for run in webs) == ["admin", "api"]
-    (stated,) = re.findall(r"`(gunicorn [^`]+)`", readme_docker_section())
+    (stated,) = re.findall(r"`(gunicorn [^`]+)`", docs_docker_section())
     assert shlex.split(stated) == default_command()
     assert default_command()[:2] == ["gunicorn", settings.WSGI_APPLICATION.rsplit(".", 1)[0]]
     port, _ = healthcheck_url()
@@ -523,9 +524,9 @@ def test_readme_docker_lines_are_the_image_commands():
         assert published.endswith(f":{port}"), published
         assert "--no-healthcheck" not in web.options
     # The other processes: worker, relay, migrate. None serves HTTP, so none is health-checked.
-    worker = readme_run("celery", "-A", "shop", "worker")
-    relay = readme_run("python", "manage.py", "outbox_relay")
-    migrate = readme_run("python", "manage.py", "migrate")
+    worker = docs_run("celery", "-A", "shop", "worker")
+    relay = docs_run("python", "manage.py", "outbox_relay")
+    migrate = docs_run("python", "manage.py", "migrate")
     for run in (worker, relay, migrate):
         assert "--no-healthcheck" in run.options, run.command
     assert len(runs) == 5
@@ -602,17 +603,17 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.mark.subprocess
 def test_the_public_api_and_the_admin_run_as_separate_services_of_the_image(context):
-    """README's two web lines: the same default command, SHOP_SERVICE apart. The public API
+    """The documented two web lines: the same default command, SHOP_SERVICE apart. The public API
     has no admin and reads no queue (its role may not); the admin has no API."""
     env = container_env(context, METRICS_ALLOWED_IPS="127.0.0.1")
     migrate = subprocess.run(
-        executable(readme_run("python", "manage.py", "migrate").command),
+        executable(docs_run("python", "manage.py", "migrate").command),
         cwd=context, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert migrate.returncode == 0, migrate.stderr
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
-        for run in [r for r in readme_docker_lines()[1] if not r.command]:
+        for run in [r for r in docs_docker_lines()[1] if not r.command]:
             port = free_port()
             command = executable(default_command())
             command[command.index(f"0.0.0.0:{healthcheck_url()[0]}")] = f"127.0.0.1:{port}"
@@ -664,9 +665,9 @@ def test_the_public_api_and_the_admin_run_as_separate_services_of_the_image(cont
 @pytest.mark.subprocess
 def test_migrate_and_relay_commands_run_in_the_image(context):
     env = container_env(context)
-    relay = readme_run("python", "manage.py", "outbox_relay").command
+    relay = docs_run("python", "manage.py", "outbox_relay").command
     for command, expected in (
-        (readme_run("python", "manage.py", "migrate").command, r"Apply|No migrations to apply"),
+        (docs_run("python", "manage.py", "migrate").command, r"Apply|No migrations to apply"),
         # The relay's own command, one pass (it runs until SIGTERM otherwise).
         ([*relay, "--once"], r"outbox: 0 published \(none\), 0 failed"),
         # The old sweep's schedule still works: one pass too.
@@ -690,10 +691,10 @@ def test_migrate_and_relay_commands_run_in_the_image(context):
 def test_worker_command_consumes_the_templates_queue_and_leaves_poison_to_sqs(
     context, default_stack
 ):
-    """README's worker command on the deployed order queue: it runs, and because the queue has
+    """The documented worker command on the deployed order queue: it runs, and because the queue has
     the template's redrive policy, a message it cannot run stays for SQS to dead-letter."""
     queue_url = default_stack.queue_url(default_stack.queue_name)
-    run = readme_run("celery", "-A", "shop", "worker")
+    run = docs_run("celery", "-A", "shop", "worker")
     log = context.parent / "worker.log"
     process = subprocess.Popen(
         # One pool child is enough here (the default is one per CPU).

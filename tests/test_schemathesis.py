@@ -142,7 +142,7 @@ def _saved() -> dict:
 NOT_APPLICABLE = {
     # A schema-valid order is not necessarily an acceptable one: its SKUs must be in the
     # catalog (and active), which no static schema can express. Such a body is a 400
-    # `unknown_sku` by design (README), not a wrongly refused valid request.
+    # `unknown_sku` by design (docs/api.md), not a wrongly refused valid request.
     "POST /api/orders/": [positive_data_acceptance],
     # The only parameter is DRF's `page`, which DRF's PageNumberPagination reads leniently
     # by design: `?page=` is the first page and `?page=last` the last one. Every other

@@ -1,7 +1,7 @@
 """Creates the AWS resources the shop expects, idempotently: for the local emulator and tests.
 
 The application never creates queues at run time; this is the set-up step that does, like
-the CloudFormation template does on AWS (README "Deploying to AWS"). Plain boto3 with no
+the CloudFormation template does on AWS (docs/deployment.md "Deploying to AWS"). Plain boto3 with no
 Django, so the test suite can provision its emulator before Django's settings are read.
 """
 

@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Which web service this process is (README "Deploying to AWS"), from the same image:
+# Which web service this process is (docs/deployment.md), from the same image:
 # "all" (the default: the admin and the public API together, as make run and the tests run
 # them), "api" (the public API and the SES events webhook: no admin URLs, no queue reads) or
 # "admin" (the admin and its queue pages). Each has its own IAM role (infra/shop.yaml).
@@ -101,7 +101,7 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Persistent connections (seconds; 0: a new one per request). Opening a PostgreSQL connection
-# cost more than the rest of a small API request (bench/http_bench.py, README "Performance").
+# cost more than the rest of a small API request (bench/http_bench.py, docs/performance.md).
 # Checked before reuse, so a connection the server dropped is replaced, not an error.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
@@ -310,13 +310,13 @@ AWS_SES_AUTO_THROTTLE = None
 if env.float("AWS_SES_AUTO_THROTTLE", default=0):
     raise ImproperlyConfigured(
         "AWS_SES_AUTO_THROTTLE is not used: sends are paced for the whole fleet by "
-        "SES_MAX_SEND_RATE (README, Configuration)"
+        "SES_MAX_SEND_RATE (docs/configuration.md)"
     )
 # Seconds the worker waits for SES's answer to a send (one attempt, never repeated by
 # botocore). An answer later than this is a failed attempt although SES may have taken the
-# email: the redelivery then sends it again (README, Guarantees: the duplicate window).
+# email: the redelivery then sends it again (docs/guarantees.md, the duplicate window).
 SES_READ_TIMEOUT = env.float("SES_READ_TIMEOUT", default=10)
-# SES events (README "SES events and the suppression list"). django-ses names this
+# SES events (docs/emails.md "SES events and the suppression list"). django-ses names this
 # configuration set on every email (X-SES-CONFIGURATION-SET), so SES publishes its events to
 # the set's SNS topic, which POSTs them to /ses/events/. Empty: no set, no events.
 AWS_SES_CONFIGURATION_SET = env.str("AWS_SES_CONFIGURATION_SET", default="")
@@ -335,7 +335,7 @@ SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="USD").upper()
 # How long an Idempotency-Key of order placement is remembered.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24))
 
-# --- Logs and metrics (README "Logs and metrics") -------------------------------------------
+# --- Logs and metrics (docs/operations.md "Logs", "Metrics") ---------------------------------
 # `json`: one JSON object per line (python-json-logger), with order_id/task_id when known
 # (shop/observability/logging.py). `plain` for reading in a terminal.
 LOG_FORMAT = env.str("LOG_FORMAT", default=default("LOG_FORMAT")).lower()
@@ -400,7 +400,7 @@ PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default=default("WORKER_METRICS_ADDR"))
 
-# --- Celery on SQS (see README "Celery over SQS") ---------------------------------------
+# --- Celery on SQS (see docs/celery-sqs.md) ---------------------------------------------
 # Predefined queue only: the app never calls CreateQueue/ListQueues. Credentials come from the
 # standard chain (environment or IAM role). The endpoint: AWS_ENDPOINT_URL_SQS, else
 # AWS_ENDPOINT_URL, named in the broker URL (kombu's SQS transport builds its clients' endpoint
@@ -487,7 +487,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # (then after every 1000): a new PostgreSQL connection per email. Reuse follows
 # DATABASE_CONN_MAX_AGE and health checks instead, as for web requests (notifications.tasks).
 CELERY_DB_REUSE_MAX = 1000
-# Must stay below the queue's VisibilityTimeout (README explains why).
+# Must stay below the queue's VisibilityTimeout (docs/celery-sqs.md explains why).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=20)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=25)
 CELERY_TASK_SERIALIZER = "json"

@@ -1,4 +1,4 @@
-"""README's operations walkthrough, end to end with a real worker and the management commands.
+"""docs/operations.md's walkthrough, end to end with a real worker and the management commands.
 
 An unverified customer's email fails three times and lands in the dead-letter queue; the
 operator verifies the address, redrives the DLQ, and the email goes out.

@@ -3,10 +3,10 @@
 A proxy in front of the emulator's SES (``tests.ses_proxy``) forwards the worker's send,
 so SES takes the email, then keeps the answer back past the worker's read timeout, or past
 the task's soft time limit. The worker cannot know SES took it: the attempt fails, SQS
-redelivers, and the email is sent again. That duplicate is the window README states; what
-must never happen is botocore repeating the call inside one delivery (its standard retry
-mode makes 3 attempts after a read timeout or a 5xx), so the proxy must see exactly one send
-per delivery.
+redelivers, and the email is sent again. That duplicate is the window docs/guarantees.md
+states; what must never happen is botocore repeating the call inside one delivery (its
+standard retry mode makes 3 attempts after a read timeout or a 5xx), so the proxy must see
+exactly one send per delivery.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_an_answer_lost_after_ses_took_the_email_is_retried_by_sqs_only(
     assert f"confirmation order={order.pk} attempt=1 outcome=failed" in log
     assert reason in log
     assert f"confirmation order={order.pk} attempt=2 outcome=sent" in log
-    # SES took both: the one duplicate this window allows (README, Guarantees).
+    # SES took both: the one duplicate this window allows (docs/guarantees.md).
     assert len(sent_emails(recipient)) == 2
     record = OrderEmail.objects.get(order=order)
     assert record.attempts == 2

@@ -236,7 +236,7 @@ def test_a_failed_attempt_that_quotes_the_address_is_logged_masked(transactional
     log = worker.text()
     assert f"could not ask SES about {email_addresses_mask(to)}" in log
     _assert_no_address_whole(log, [to])
-    # The database keeps the reason whole (it is personal data there: README).
+    # The database keeps the reason whole (it is personal data there: docs/personal-data.md).
     assert to in OrderEmail.objects.get(order=order).last_error
 
 

@@ -8,7 +8,7 @@ from orders.privacy import customer_erase
 class Command(BaseCommand):
     help = (
         "Erase or anonymise one customer's personal data, found by Cognito sub and/or email "
-        "address (README 'Personal data'). Orders keep their totals, lines and stock; who "
+        "address (docs/personal-data.md). Orders keep their totals, lines and stock; who "
         "placed them and where they went is removed. Prints what changed. Asks first unless "
         "--yes; --dry-run only counts."
     )

@@ -1,7 +1,8 @@
 """What the operators' SQS calls share: the client, errors, and finding the queue pair.
 
-Operators' calls, not the web or worker roles' (README "Operating the shop" lists the IAM
-permissions). Every SQS failure surfaces as ``QueueUnavailable`` with a short reason.
+Operators' calls, not the web or worker roles' (docs/deployment.md "IAM permissions (least
+privilege)" lists them). Every SQS failure surfaces as ``QueueUnavailable`` with a short
+reason.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     help = (
         "Idempotently create the order queue and its DLQ (redrive policy), a Cognito user pool "
         "with an app client and demo customers, and the SES identities. Meant for the local "
-        "emulator; on AWS use the CloudFormation template (README)."
+        "emulator; on AWS use the CloudFormation template (docs/deployment.md)."
     )
 
     def add_arguments(self, parser):
