@@ -17,7 +17,7 @@ from notifications.models import EmailStatus, OrderEmail
 from orders import services
 from orders.models import Order, Product
 from shop.sqs_envelope import envelope_decode
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, queue_counts, sqs, task_order_id, wait_for
 
@@ -39,7 +39,7 @@ def staff(browser):
 
 def _order(email: str) -> Order:
     if not Product.objects.filter(sku="MUG-001").exists():
-        make_product(sku="MUG-001", stock=100)
+        ProductFactory(sku="MUG-001", stock=100)
     return services.order_place(
         customer_id=f"cust-{email}",
         customer_email=email,

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from orders import services
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import sent_emails
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def order():
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     return services.order_place(
         customer_id="c",
         customer_email="c@example.com",

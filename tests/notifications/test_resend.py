@@ -22,7 +22,7 @@ from notifications.models import (
 from orders import services as order_services
 from orders.models import Order
 from shop.models import OutboxMessage
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.outbox import relay_once
 from tests.pipeline import free_port, queue_counts, sent_emails, wait_for
 
@@ -33,7 +33,7 @@ ADDRESS = order_services.ShippingAddress(
 
 def _order(email: str = "alice@example.com") -> Order:
     if not Order.objects.exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     return order_services.order_place(
         customer_id=email,
         customer_email=email,

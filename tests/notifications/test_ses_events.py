@@ -42,7 +42,7 @@ from notifications.models import (
 from notifications.services import confirmation_resend, confirmation_send
 from orders import services as orders
 from orders.models import Order, Product
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.outbox import relay_once
 from tests.pipeline import sent_emails
 
@@ -309,7 +309,7 @@ ADDRESS = orders.ShippingAddress(
 def sent_order(email: str) -> tuple[Order, str]:
     """An order whose confirmation SES accepted; returns it and SES's message id."""
     if not Product.objects.filter(sku="EVT").exists():
-        make_product(sku="EVT", stock=1000)
+        ProductFactory(sku="EVT", stock=1000)
     order = orders.order_place(
         customer_id=email,
         customer_email=email,
@@ -388,7 +388,7 @@ def test_permanent_bounce_suppresses_the_address_and_the_next_email_is_not_sent(
     # The next order to that address: no SES call, status "suppressed".
     before = len(sent_emails(to))
     assert before == 1
-    make_product(sku="EVT2", stock=5)
+    ProductFactory(sku="EVT2", stock=5)
     second = orders.order_place(
         customer_id=to,
         customer_email=to,
@@ -491,7 +491,7 @@ def test_transient_bounce_suppresses_nobody(client, fake_sns):
     assert not SuppressedAddress.objects.filter(email=to).exists()
 
     # ...and the address still gets mail.
-    make_product(sku="EVT3", stock=5)
+    ProductFactory(sku="EVT3", stock=5)
     again = orders.order_place(
         customer_id=to,
         customer_email=to,

@@ -216,10 +216,10 @@ def test_a_failed_attempt_that_quotes_the_address_is_logged_masked(transactional
     """SES cannot be asked whether the recipient is verified: the reason quotes the address
     (``could not ask SES about ...``), in the task's line and in Celery's own report."""
     from orders import services as orders
-    from tests.conftest import make_product
+    from tests.factories import ProductFactory
 
     to = unique("quoted")
-    make_product(sku="LOG-1", stock=5)
+    ProductFactory(sku="LOG-1", stock=5)
     order = orders.order_place(
         customer_id=to,
         customer_email=to,

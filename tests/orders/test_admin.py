@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from orders import services
 from orders.models import Product
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ ADDRESS = services.ShippingAddress(
 
 def _orders(n: int) -> list:
     if not Product.objects.filter(sku="MUG").exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     return [
         services.order_place(
             customer_id=f"cust-{i}",

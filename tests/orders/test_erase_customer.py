@@ -19,7 +19,7 @@ from notifications.models import EmailEvent, OrderEmail, SesMessage, SuppressedA
 from orders import services
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from orders.privacy import ERASED_EMAIL, HOLDERS
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def _order(customer_id: str, email: str, *, quantity: int = 2, address=ADDRESS) 
 def customers():
     """Carol (two orders, one under an older address; a bounce, a suppression, an
     idempotency key, an admin log entry) and Dave, who must be left alone."""
-    make_product(sku="ERASE-1", price="10.00", stock=100)
+    ProductFactory(sku="ERASE-1", price=Decimal("10.00"), stock=100)
     carol, dave = f"sub-{uuid.uuid4()}", f"sub-{uuid.uuid4()}"
     first = _order(carol, "carol.old@example.com")
     second = services.order_place_idempotently(

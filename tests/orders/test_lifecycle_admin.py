@@ -17,7 +17,7 @@ from django.test import Client
 
 from orders import services
 from orders.models import Order, OrderStatus, OrderStatusChange, Product, StockAdjustment
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ ADDRESS = services.ShippingAddress(
 
 def _order(status: str = OrderStatus.CONFIRMED, quantity: int = 1) -> Order:
     if not Product.objects.filter(sku="MUG").exists():
-        make_product(sku="MUG", stock=100)
+        ProductFactory(sku="MUG", stock=100)
     order = services.order_place(
         customer_id="c",
         customer_email="c@example.com",

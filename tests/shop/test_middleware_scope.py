@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.conftest import auth
+from tests.helpers import auth
 
 pytestmark = pytest.mark.django_db
 
