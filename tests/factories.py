@@ -4,7 +4,9 @@ HackSoft's Styleguide-Example keeps them).
 ``ProductFactory(sku="MUG", stock=10)`` saves a product (a unique SKU, 10.00, 10 in stock,
 active, unless the test says otherwise). ``OrderFactory`` and ``OrderLineFactory`` save order
 rows as they are, for a test about what reads them: no stock is taken and no email recorded.
-An order as the shop places it comes from ``orders.services.order_place``.
+An order as the shop places it comes from ``orders.services.order_place``. ``UserFactory``
+and ``StaffFactory`` save a user and a staff user (``StaffFactory(is_superuser=True)``: a
+superuser), password "pw" unless given, hashed as ``set_password`` hashes it.
 
 Helpers that are not rows (request bodies, tokens, headers) are in tests/helpers.py.
 """
@@ -61,3 +63,16 @@ class OrderLineFactory(factory.django.DjangoModelFactory):
     unit_price = factory.SelfAttribute("product.price")
     quantity = 1
     line_total = factory.LazyAttribute(lambda line: line.unit_price * line.quantity)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = settings.AUTH_USER_MODEL
+
+    username = factory.LazyFunction(lambda: f"user-{uuid.uuid4().hex[:8]}")
+    password = factory.django.Password("pw")
+
+
+class StaffFactory(UserFactory):
+    username = factory.LazyFunction(lambda: f"staff-{uuid.uuid4().hex[:8]}")
+    is_staff = True

@@ -17,7 +17,7 @@ from django.urls import reverse
 from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, UserFactory
 from tests.pipeline import DLQ_URL, dead_letter, free_port, queue_counts, sqs
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ DLQ = "admin:notifications_dead_letters"
 
 
 def _user(name: str, *permissions: str, staff: bool = True) -> User:
-    user = User.objects.create_user(name, password="not-used", is_staff=staff)
+    user = UserFactory(username=name, password="not-used", is_staff=staff)
     for codename in permissions:
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label="notifications", codename=codename)

@@ -18,7 +18,7 @@ import threading
 import uuid
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
@@ -31,7 +31,7 @@ from notifications.models import (
 from notifications.services import confirmation_resend, confirmation_send
 from orders import services as orders
 from orders.models import Order
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, StaffFactory
 from tests.notifications.loopback_sns import (
     ADDRESS,
     PEM_PATH,
@@ -561,7 +561,7 @@ def test_the_configuration_set_is_named_on_every_email(settings):
 
 # --- the suppression list in the admin -------------------------------------------------------
 def staff(*codenames: str) -> Client:
-    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="x", is_staff=True)
+    user = StaffFactory(password="x")
     user.user_permissions.set(
         Permission.objects.filter(content_type__app_label="notifications", codename__in=codenames)
     )

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
-from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 
@@ -19,7 +18,7 @@ from notifications.models import EmailEvent, OrderEmail, SesMessage, SuppressedA
 from orders import services
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from orders.privacy import ERASED_EMAIL, HOLDERS
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +72,7 @@ def customers():
         ses_message_id="ses-carol-1", sns_message_id=str(uuid.uuid4()), bounce=bounce
     )
     suppression = SuppressedAddress.objects.get(email="carol@example.com")
-    staff = User.objects.create_user("ops", is_staff=True)
+    staff = StaffFactory(username="ops")
     LogEntry.objects.create(
         user=staff,
         content_type=ContentType.objects.get_for_model(SuppressedAddress),

@@ -9,14 +9,13 @@ are counted, and what runs once it commits (the confirmation's SQS publish) is c
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.pagination import PageNumberPagination
 
 from orders import services
 from orders.models import Order, OrderLine, Product
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, StaffFactory
 from tests.helpers import auth, order_body
 
 MAX_PLACEMENT_QUERIES = 10
@@ -116,9 +115,7 @@ def test_order_list_costs_the_same_queries_for_1_and_50_orders(
 
 @pytest.mark.django_db
 def test_admin_order_list_costs_the_same_queries_for_1_and_100_orders(client):
-    staff = get_user_model().objects.create_user(
-        "staff", password="pw", is_staff=True, is_superuser=True
-    )
+    staff = StaffFactory(username="staff", is_superuser=True)
     client.force_login(staff)
     _orders_for("customer-1", 1)
     client.get("/admin/orders/order/")  # the first page of the process warms caches

@@ -14,14 +14,13 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, connections
 from django.test import Client
 
 from orders import services
 from orders.models import Product, StockAdjustment
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -90,9 +89,7 @@ def place(sku: str, quantity: int) -> None:
 
 
 def staff(name: str, *permissions: str, superuser: bool = False) -> Client:
-    user = get_user_model().objects.create_user(
-        name, password="pw", is_staff=True, is_superuser=superuser
-    )
+    user = StaffFactory(username=name, is_superuser=superuser)
     for codename in permissions:
         user.user_permissions.add(Permission.objects.get(codename=codename))
     client = Client(enforce_csrf_checks=True)

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from shop import aws
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, StaffFactory, UserFactory
 from tests.helpers import emulator_token, order_body, samples, scrape
 from tests.pipeline import DLQ_URL, WebServer, drain, free_port
 
@@ -67,12 +67,12 @@ def test_allowed_network_is_served_by_ip_over_http(client, settings):
     assert outside.status_code == 403
 
 
-def test_staff_session_reads_metrics_and_others_do_not(client, django_user_model):
-    customer = django_user_model.objects.create_user("someone", password="x")
+def test_staff_session_reads_metrics_and_others_do_not(client):
+    customer = UserFactory(username="someone", password="x")
     client.force_login(customer)
     assert client.get("/metrics", REMOTE_ADDR=ELSEWHERE).status_code == 403
 
-    staff = django_user_model.objects.create_user("operator", password="x", is_staff=True)
+    staff = StaffFactory(username="operator", password="x")
     client.force_login(staff)
     assert ORDERS_PLACED in scrape(client, REMOTE_ADDR=ELSEWHERE)
 

@@ -22,7 +22,7 @@ from shop import outbox
 from shop.models import OutboxKind, OutboxMessage
 from shop.outbox_relay import outbox_claim
 from tests.aws_proxy import AwsProxy
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, StaffFactory
 from tests.helpers import order_body, scrape
 from tests.outbox import relay_once
 from tests.pipeline import drain, free_port, sqs, take_all
@@ -289,10 +289,9 @@ def test_metrics_show_the_outbox_pending_oldest_and_failing(client, queues, prox
 
 
 def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues, proxy):
-    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 
-    user = get_user_model().objects.create_user("ops-viewer", password="pw", is_staff=True)
+    user = StaffFactory(username="ops-viewer")
     user.user_permissions.add(Permission.objects.get(codename="view_orderemail"))
     client.force_login(user)
     ProductFactory(sku="MUG", stock=5)
