@@ -1,4 +1,4 @@
-"""Fixtures every suite shares. The conventions of the test suite (docs/development.md "Tests"):
+"""Fixtures every suite shares. The conventions of the test suite (README "Tests"):
 
 - Each xdist worker has its own emulator and database (tests/aws_emulator.py); a test may use
   both freely, nothing else runs on them at the same time.
@@ -9,6 +9,9 @@
   while a second consumer could receive it; ``(1)`` for one that waits for redeliveries.
   Messages still in flight from an earlier test, or a stopped worker's last long poll, stay
   with the queue objects that were deleted: they cannot reach this test.
+- Test data: rows from the factories of tests/factories.py, other shared helpers from
+  tests/helpers.py and tests/pipeline.py; this file holds fixtures and hooks only, and no
+  test module imports another (tests/test_layout.py checks both).
 - Wait on the event (``tests.pipeline.wait_for`` over a queue count, a row, a log line) with
   a generous timeout; never a fixed sleep.
 - A test that starts another process carries ``@pytest.mark.subprocess`` (``make check``
@@ -20,23 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
-import uuid
-from dataclasses import dataclass
-from decimal import Decimal
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from orders.models import Product
 from shop.aws import cognito, provisioning
 from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
-from tests.pipeline import DLQ_URL, sqs
+from tests.helpers import auth, emulator_token
+from tests.pipeline import QueuePair, queue_pair_reset, sqs
 
 # --- processes only where the marker says so -----------------------------------------------
 
@@ -79,35 +76,25 @@ def pytest_runtest_protocol(item, nextitem):
 # --- the order queue pair -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class QueuePair:
-    url: str
-    dlq_url: str
-    visibility_timeout: int
-
-
-def queue_pair_reset(visibility_timeout: int = TEST_VISIBILITY_TIMEOUT) -> QueuePair:
-    """Delete the order queue and its DLQ and create them again, empty, under the same names.
-
-    The emulator allows that at once (SQS itself would refuse the names for 60 s) and, unlike
-    a drain, it also drops messages in flight. The DLQ is created first: SQS redrives to the
-    new one.
-    """
-    client = sqs()
-    for url in (settings.ORDER_QUEUE_URL, DLQ_URL):
-        with contextlib.suppress(client.exceptions.QueueDoesNotExist):
-            client.delete_queue(QueueUrl=url)
-    plan = provisioning.Plan(queue_name=TEST_QUEUE_NAME, visibility_timeout=visibility_timeout)
-    url, dlq_url = provisioning.queues_provision(client, plan, [])
-    assert (url, dlq_url) == (settings.ORDER_QUEUE_URL, DLQ_URL), "the test queues moved"
-    return QueuePair(url, dlq_url, visibility_timeout)
-
-
 @pytest.fixture
 def queues(request) -> QueuePair:
     """The order queue and its DLQ, new and empty for this test (see the module docstring)."""
     marker = request.node.get_closest_marker("visibility_timeout")
     return queue_pair_reset(int(marker.args[0]) if marker else TEST_VISIBILITY_TIMEOUT)
+
+
+@pytest.fixture
+def fifo_queues() -> tuple[str, str]:
+    """A FIFO order queue and its FIFO DLQ, new and empty, with a 1 s visibility timeout."""
+    client = sqs()
+    base = f"{TEST_QUEUE_NAME}-fifo"
+    for name in (f"{base}.fifo", f"{base}-dlq.fifo"):
+        with contextlib.suppress(client.exceptions.QueueDoesNotExist):
+            client.delete_queue(QueueUrl=client.get_queue_url(QueueName=name)["QueueUrl"])
+    plan = provisioning.Plan(queue_name=base, fifo=True, visibility_timeout=1)
+    url, dlq_url = provisioning.queues_provision(client, plan, [])
+    assert url.endswith(f"/{base}.fifo") and dlq_url.endswith(f"/{base}-dlq.fifo")
+    return url, dlq_url
 
 
 @pytest.fixture
@@ -141,11 +128,6 @@ def _fresh_key_cache():
     cognito._key_sets.clear()
 
 
-def emulator_token(email: str = provisioning.VERIFIED_CUSTOMER) -> str:
-    """A real ID token from the emulator's Cognito (USER_PASSWORD_AUTH)."""
-    return cognito.id_token_obtain(email=email, password=provisioning.DEMO_PASSWORD)
-
-
 @pytest.fixture
 def alice_token() -> str:
     return emulator_token(provisioning.VERIFIED_CUSTOMER)
@@ -156,40 +138,10 @@ def bob_token() -> str:
     return emulator_token(provisioning.UNVERIFIED_CUSTOMER)
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-
-
 @pytest.fixture
 def alice(api_client, alice_token) -> APIClient:
     api_client.credentials(**auth(alice_token))
     return api_client
-
-
-def make_product(
-    *, sku: str | None = None, price: str = "10.00", stock: int = 10, is_active: bool = True
-) -> Product:
-    return Product.objects.create(
-        sku=sku or f"SKU-{uuid.uuid4().hex[:8]}",
-        name=f"Product {sku or ''}".strip(),
-        price=Decimal(price),
-        stock=stock,
-        is_active=is_active,
-    )
-
-
-def order_body(*items: tuple[str, int], **address) -> dict:
-    return {
-        "shipping_address": {
-            "name": "Alice Example",
-            "line1": "1 Main Street",
-            "city": "Springfield",
-            "postal_code": "12345",
-            "country": "US",
-            **address,
-        },
-        "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items],
-    }
 
 
 # --- forged tokens --------------------------------------------------------------------
@@ -198,27 +150,6 @@ def order_body(*items: tuple[str, int], **address) -> dict:
 @pytest.fixture(scope="session")
 def attacker_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def id_claims(**overrides) -> dict:
-    now = int(time.time())
-    claims = {
-        "sub": str(uuid.uuid4()),
-        "email": "mallory@example.com",
-        "email_verified": True,
-        "iss": settings.COGNITO_ISSUER,
-        "aud": settings.COGNITO_APP_CLIENT_ID,
-        "token_use": "id",
-        "iat": now,
-        "auth_time": now,
-        "exp": now + 3600,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def sign(claims: dict, key, *, kid: str = "dummy", alg: str = "RS256") -> str:
-    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -14,13 +15,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
 
 from shop import aws
+from shop.aws import provisioning
 from shop.aws.sqs.envelope import Envelope, envelope_decode
+from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The dead-letter queue of the session's order queue (tests/aws_emulator.py provisions both).
@@ -191,6 +195,30 @@ def drain(queue_url: str) -> int:
     return len(messages)
 
 
+@dataclass(frozen=True)
+class QueuePair:
+    url: str
+    dlq_url: str
+    visibility_timeout: int
+
+
+def queue_pair_reset(visibility_timeout: int = TEST_VISIBILITY_TIMEOUT) -> QueuePair:
+    """Delete the order queue and its DLQ and create them again, empty, under the same names.
+
+    The emulator allows that at once (SQS itself would refuse the names for 60 s) and, unlike
+    a drain, it also drops messages in flight. The DLQ is created first: SQS redrives to the
+    new one. (The ``queues`` fixture, tests/conftest.py.)
+    """
+    client = sqs()
+    for url in (settings.ORDER_QUEUE_URL, DLQ_URL):
+        with contextlib.suppress(client.exceptions.QueueDoesNotExist):
+            client.delete_queue(QueueUrl=url)
+    plan = provisioning.Plan(queue_name=TEST_QUEUE_NAME, visibility_timeout=visibility_timeout)
+    url, dlq_url = provisioning.queues_provision(client, plan, [])
+    assert (url, dlq_url) == (settings.ORDER_QUEUE_URL, DLQ_URL), "the test queues moved"
+    return QueuePair(url, dlq_url, visibility_timeout)
+
+
 def queue_counts(queue_url: str) -> tuple[int, int]:
     """(visible, in flight) messages."""
     attributes = sqs().get_queue_attributes(
@@ -251,6 +279,18 @@ def sent_emails(to: str | None = None) -> list[dict]:
     messages = [*ses.get("RawMessage", []), *ses.get("Message", [])]
     # The store's RawMessage destinations may list a recipient twice: count messages.
     return [m for m in messages if to is None or to in json.dumps(m.get("destinations", m))]
+
+
+def subjects_by_order(prefix: str) -> dict[int, int]:
+    """How many emails SES accepted per order number, for recipients starting with prefix."""
+    counts: dict[int, int] = {}
+    for message in sent_emails():
+        raw = message.get("raw_data", "")
+        if f"To: {prefix}" not in raw:
+            continue
+        number = int(re.search(r"Subject: .*#(\d+)", raw).group(1))
+        counts[number] = counts.get(number, 0) + 1
+    return counts
 
 
 @contextlib.contextmanager

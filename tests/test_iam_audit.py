@@ -39,7 +39,8 @@ from orders.models import Order
 from shop import aws
 from shop.aws import provisioning
 from shop.models import OutboxMessage
-from tests.conftest import emulator_token, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import emulator_token, order_body
 from tests.outbox import Relay
 from tests.pipeline import ROOT, WebServer, Worker, database_url, dead_letter, wait_for
 
@@ -148,7 +149,7 @@ def topic() -> str:
 def test_each_service_calls_exactly_what_its_policy_grants(
     transactional_db, tmp_path, queues, topic
 ):
-    make_product(sku="AUDIT-1", stock=100)
+    ProductFactory(sku="AUDIT-1", stock=100)
     calls: dict[str, set[str]] = {}
 
     # --- the public API ---------------------------------------------------------------------

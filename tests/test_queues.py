@@ -16,8 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from tests.conftest import queue_pair_reset
-from tests.pipeline import queue_counts, sqs
+from tests.pipeline import queue_counts, queue_pair_reset, sqs
 
 
 def _receive(url: str, wait: int = 0) -> list[dict]:

@@ -20,6 +20,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.core import signals
@@ -32,7 +33,8 @@ from hypothesis import strategies as st
 from orders.models import IdempotencyKey, Order, Product
 from orders.serializers import refused_character
 from shop.wsgi import application
-from tests.conftest import emulator_token, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import emulator_token, order_body
 from tests.pipeline import WebServer
 
 SKUS = {"MUG": 1_000_000, "CAP": 1_000_000, "TEE": 2}
@@ -95,7 +97,7 @@ def wsgi_db(db):
     signals.request_finished.disconnect(close_old_connections)
     try:
         for sku, stock in SKUS.items():
-            make_product(sku=sku, price="10.00", stock=stock)
+            ProductFactory(sku=sku, price=Decimal("10.00"), stock=stock)
         yield
     finally:
         signals.request_started.connect(close_old_connections)
@@ -503,7 +505,7 @@ def test_a_lone_surrogate_in_an_ignored_field_with_an_idempotency_key(wsgi_db, t
 @pytest.mark.subprocess
 def test_charsets_through_a_real_web_server(transactional_db, tmp_path, queues):
     for sku, stock in SKUS.items():
-        make_product(sku=sku, price="10.00", stock=stock)
+        ProductFactory(sku=sku, price=Decimal("10.00"), stock=stock)
     token = emulator_token()
     server = WebServer(tmp_path / "web.log").start()
     try:

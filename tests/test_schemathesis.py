@@ -25,7 +25,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from orders.models import Order, Product
 from orders.serializers import refused_character
 from shop.wsgi import application
-from tests.conftest import emulator_token, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import emulator_token, order_body
 
 CATALOG = {"MUG": ("12.50", 1_000_000), "CAP": ("8.00", 500), "TEE": ("24.00", 3)}
 
@@ -103,8 +104,8 @@ def wsgi_db(db):
     signals.request_finished.disconnect(close_old_connections)
     try:
         for sku, (price, stock) in CATALOG.items():
-            make_product(sku=sku, price=price, stock=stock)
-        make_product(sku="OLD", is_active=False)
+            ProductFactory(sku=sku, price=price, stock=stock)
+        ProductFactory(sku="OLD", is_active=False)
         yield
     finally:
         signals.request_started.connect(close_old_connections)
@@ -181,7 +182,7 @@ def test_api_answers_every_request_cleanly_and_as_documented(case, token, wsgi_d
 @pytest.fixture
 def catalog(db):
     return {
-        sku: make_product(sku=sku, price=price, stock=stock)
+        sku: ProductFactory(sku=sku, price=price, stock=stock)
         for sku, (price, stock) in CATALOG.items()
     }
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 from selenium.webdriver.support.ui import Select
 
@@ -17,7 +16,7 @@ from notifications.models import EmailStatus, OrderEmail
 from orders import services
 from orders.models import Order, Product
 from shop.aws.sqs.envelope import envelope_decode
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
 from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, queue_counts, sqs, task_order_id, wait_for
 
@@ -32,14 +31,16 @@ REJECTED = "MessageRejected: Email address is not verified: nobody@example.com"
 @pytest.fixture
 def staff(browser):
     """A superuser, logged in through the admin's own login form."""
-    get_user_model().objects.create_superuser(USERNAME, "opsboss@example.com", PASSWORD)
+    StaffFactory(
+        username=USERNAME, email="opsboss@example.com", password=PASSWORD, is_superuser=True
+    )
     browser.login(USERNAME, PASSWORD)
     return browser
 
 
 def _order(email: str) -> Order:
     if not Product.objects.filter(sku="MUG-001").exists():
-        make_product(sku="MUG-001", stock=100)
+        ProductFactory(sku="MUG-001", stock=100)
     return services.order_place(
         customer_id=f"cust-{email}",
         customer_email=email,

@@ -23,7 +23,7 @@ from orders.models import Order
 from shop import aws
 from shop.aws import sqs as queue
 from shop.aws.sqs.envelope import envelope_encode
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import (
     DLQ_URL,
     dead_letter,
@@ -40,7 +40,7 @@ ADDRESS = order_services.ShippingAddress(
 
 
 def _order(email: str | None = None) -> Order:
-    product = make_product(stock=10)
+    product = ProductFactory(stock=10)
     return order_services.order_place(
         customer_id=f"c-{uuid.uuid4().hex[:8]}",
         customer_email=email or f"carol-{uuid.uuid4().hex[:8]}@example.com",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -12,9 +10,9 @@ from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop.aws import sqs
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.outbox import relay_once
-from tests.pipeline import lock_waiters, queue_counts, row_locked, sent_emails, wait_for
+from tests.pipeline import lock_waiters, queue_counts, row_locked, subjects_by_order, wait_for
 
 pytestmark = [
     pytest.mark.worker,
@@ -29,25 +27,13 @@ ADDRESS = services.ShippingAddress(
 
 def _order(email: str) -> Order:
     if not Order.objects.exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     return services.order_place(
         customer_id=email,
         customer_email=email,
         shipping_address=ADDRESS,
         lines=[services.LineRequest(sku="MUG", quantity=1)],
     )
-
-
-def _subjects_by_order(prefix: str) -> dict[int, int]:
-    """How many emails SES accepted per order number, for recipients starting with prefix."""
-    counts: dict[int, int] = {}
-    for message in sent_emails():
-        raw = message.get("raw_data", "")
-        if f"To: {prefix}" not in raw:
-            continue
-        number = int(re.search(r"Subject: .*#(\d+)", raw).group(1))
-        counts[number] = counts.get(number, 0) + 1
-    return counts
 
 
 def _all_sent(orders) -> bool:
@@ -65,7 +51,7 @@ def test_the_same_task_delivered_twice_sends_once(workers):
         timeout=30,
         what="both deliveries handled",
     )
-    assert _subjects_by_order("twice@") == {order.pk: 1}
+    assert subjects_by_order("twice@") == {order.pk: 1}
     assert f"confirmation order={order.pk} attempt=1 outcome=skipped" in worker.text()
     assert OrderEmail.objects.get(order=order).attempts == 1
     wait_for(
@@ -90,7 +76,7 @@ def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(work
         timeout=60,
         what="all duplicates consumed",
     )
-    assert _subjects_by_order("race") == {order.pk: 1 for order in orders}
+    assert subjects_by_order("race") == {order.pk: 1 for order in orders}
     handled = first.text().count("outcome=") + second.text().count("outcome=")
     assert handled == 3 * len(orders)
     assert "outcome=sent" in first.text() or "outcome=sent" in second.text()
@@ -98,7 +84,7 @@ def test_two_workers_racing_on_duplicated_messages_send_one_email_per_order(work
 
 @pytest.mark.visibility_timeout(10)  # the task holds its message while it waits for the lock
 def test_sigterm_lets_the_running_task_finish(workers):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     order = services.order_place(
         customer_id="term",
         customer_email="term@example.com",
@@ -123,5 +109,5 @@ def test_sigterm_lets_the_running_task_finish(workers):
         worker.terminate()  # warm shutdown while the task waits for the record's lock
     assert worker.process.wait(60) == 0
     assert OrderEmail.objects.get(order=order).status == "sent"
-    assert _subjects_by_order("term@") == {order.pk: 1}
+    assert subjects_by_order("term@") == {order.pk: 1}
     assert sum(queue_counts(settings.ORDER_QUEUE_URL)) == 0, worker.text()[-3000:]

@@ -8,7 +8,6 @@ settings name the FIFO queue) and a plain ``SendMessage`` with ``fifo_fields``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -23,10 +22,8 @@ from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop import aws
-from shop.aws import provisioning
 from shop.aws.sqs.envelope import envelope_decode, fifo_fields
-from tests.aws_emulator import TEST_QUEUE_NAME
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import ROOT, queue_counts, sent_emails, sqs, wait_for
 
 MAX_RECEIVE_COUNT = 3
@@ -35,22 +32,8 @@ ADDRESS = services.ShippingAddress(
 )
 
 
-@pytest.fixture
-def fifo_queues():
-    """A FIFO order queue and its FIFO DLQ, new and empty, with a 1 s visibility timeout."""
-    client = sqs()
-    base = f"{TEST_QUEUE_NAME}-fifo"
-    for name in (f"{base}.fifo", f"{base}-dlq.fifo"):
-        with contextlib.suppress(client.exceptions.QueueDoesNotExist):
-            client.delete_queue(QueueUrl=client.get_queue_url(QueueName=name)["QueueUrl"])
-    plan = provisioning.Plan(queue_name=base, fifo=True, visibility_timeout=1)
-    url, dlq_url = provisioning.queues_provision(client, plan, [])
-    assert url.endswith(f"/{base}.fifo") and dlq_url.endswith(f"/{base}-dlq.fifo")
-    return url, dlq_url
-
-
 def _order(email: str) -> Order:
-    product = make_product(stock=10)
+    product = ProductFactory(stock=10)
     return services.order_place(
         customer_id=f"c-{uuid.uuid4().hex[:8]}",
         customer_email=email,

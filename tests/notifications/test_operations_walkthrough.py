@@ -17,7 +17,7 @@ from notifications import selectors
 from notifications.models import EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import DLQ_URL, queue_counts, sent_emails, wait_for
 
 pytestmark = [
@@ -36,7 +36,7 @@ def _command(*args: str) -> str:
 def test_unverified_email_dead_lettered_then_verified_redriven_and_sent(workers):
     # A fresh address: verifying it must not change what other tests see.
     address = f"walkthrough-{uuid.uuid4().hex[:8]}@example.com"
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     workers()
     order: Order = order_services.order_place(
         customer_id="walkthrough",

@@ -26,7 +26,8 @@ from shop import aws, outbox
 from shop.aws import provisioning
 from shop.aws.sqs import confirmation_enqueue
 from shop.models import OutboxKind, OutboxMessage
-from tests.conftest import auth, make_product
+from tests.factories import ProductFactory
+from tests.helpers import auth
 from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, drain, queue_counts, sent_emails, wait_for
 
@@ -36,7 +37,7 @@ ADDRESS = order_services.ShippingAddress(
 
 
 def _order(email: str) -> Order:
-    product = make_product(stock=10)
+    product = ProductFactory(stock=10)
     return order_services.order_place(
         customer_id=f"c-{uuid.uuid4().hex[:8]}",
         customer_email=email,
@@ -185,7 +186,7 @@ def test_the_relay_publishes_the_events_to_subscribers(topic, queues):
 
 @pytest.mark.django_db
 def test_the_api_lists_each_email_with_its_kind_and_status(api_client, alice_token):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     body = {
         "shipping_address": {
             "name": "A",

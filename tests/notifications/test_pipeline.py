@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import socket
 import threading
+from decimal import Decimal
 from email import policy
 
 import pytest
@@ -15,7 +16,8 @@ from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop.models import OutboxMessage
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 from tests.outbox import relay_once
 from tests.pipeline import DLQ_URL, dlq_messages, queue_counts, sent_emails, wait_for
 
@@ -29,8 +31,8 @@ NOT_VERIFIED = "recipient not verified in the SES sandbox"
 
 
 def _place(api_client, token, **address) -> Order:
-    make_product(sku="MUG", price="12.50", stock=10)
-    make_product(sku="PEN", price="3.25", stock=10)
+    ProductFactory(sku="MUG", price=Decimal("12.50"), stock=10)
+    ProductFactory(sku="PEN", price=Decimal("3.25"), stock=10)
     response = api_client.post(
         "/api/orders/",
         order_body(("MUG", 2), ("PEN", 1), **address),
@@ -120,7 +122,7 @@ def test_ses_message_rejected_takes_the_same_path(api_client, alice_token, worke
 
 
 def test_rolled_back_order_publishes_nothing(queues):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     address = services.ShippingAddress(
         name="A", line1="1 Main St", city="Town", postal_code="1", country="US"
     )

@@ -12,13 +12,15 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
 
 from notifications.models import OrderEmail
 from shop.aws.sqs.envelope import envelope_encode, envelope_replace
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 from tests.pipeline import Worker, dlq_bodies, queue_counts, sqs, wait_for
 
 pytestmark = [
@@ -64,7 +66,7 @@ def _send(body: str) -> str:
 
 def _confirm_an_order(api_client, token: str) -> None:
     """A valid order placed after the poison message is still confirmed."""
-    make_product(sku="MUG", price="12.50", stock=10)
+    ProductFactory(sku="MUG", price=Decimal("12.50"), stock=10)
     response = api_client.post("/api/orders/", order_body(("MUG", 1)), format="json", **auth(token))
     assert response.status_code == 201, response.content
     order_id = response.json()["id"]

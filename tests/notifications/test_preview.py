@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from orders import services
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
 from tests.pipeline import sent_emails
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def order():
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     return services.order_place(
         customer_id="c",
         customer_email="c@example.com",
@@ -33,9 +32,7 @@ def order():
 
 def test_admin_preview_renders_without_sending(client, order):
     before = len(sent_emails())
-    staff = get_user_model().objects.create_user(
-        "s", password="pw", is_staff=True, is_superuser=True
-    )
+    staff = StaffFactory(username="s", is_superuser=True)
     client.force_login(staff)
     page = client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
     preview_url = f"/admin/notifications/orderemail/preview/{order.emails.get().pk}/"

@@ -17,7 +17,7 @@ from django.urls import reverse
 from notifications.models import EmailEvent, EmailEventKind, EmailStatus, OrderEmail
 from orders import services as order_services
 from orders.models import Order
-from tests.conftest import make_product
+from tests.factories import ProductFactory, UserFactory
 from tests.pipeline import DLQ_URL, dead_letter, free_port, queue_counts, sqs
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ DLQ = "admin:notifications_dead_letters"
 
 
 def _user(name: str, *permissions: str, staff: bool = True) -> User:
-    user = User.objects.create_user(name, password="not-used", is_staff=staff)
+    user = UserFactory(username=name, password="not-used", is_staff=staff)
     for codename in permissions:
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label="notifications", codename=codename)
@@ -58,7 +58,7 @@ def sqs_down(settings):
 
 
 def _failed_order(last_error: str = "recipient not verified in the SES sandbox") -> Order:
-    product = make_product(stock=5)
+    product = ProductFactory(stock=5)
     order = order_services.order_place(
         customer_id=f"c-{uuid.uuid4().hex[:8]}",
         customer_email=f"erin-{uuid.uuid4().hex[:8]}@example.com",

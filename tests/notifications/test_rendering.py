@@ -253,10 +253,10 @@ def test_only_rendering_or_the_system_check_imports_pybars() -> None:
 
 # --- From the database ---------------------------------------------------------------------
 def test_confirmation_render_from_an_order(db: None) -> None:
-    from orders.models import Order, OrderLine, Product
+    from tests.factories import OrderFactory, OrderLineFactory, ProductFactory
 
-    mug = Product.objects.create(sku="MUG-1", name="Coffee mug", price=Decimal("12.50"), stock=5)
-    order = Order.objects.create(
+    mug = ProductFactory(sku="MUG-1", name="Coffee mug", price=Decimal("12.50"), stock=5)
+    order = OrderFactory(
         customer_id="cust-1",
         customer_email="obrien@example.com",
         shipping_name="O'Brien & Sons",
@@ -267,15 +267,7 @@ def test_confirmation_render_from_an_order(db: None) -> None:
         total=Decimal("25.00"),
         currency="EUR",
     )
-    OrderLine.objects.create(
-        order=order,
-        product=mug,
-        sku=mug.sku,
-        name=mug.name,
-        unit_price=Decimal("12.50"),
-        quantity=2,
-        line_total=Decimal("25.00"),
-    )
+    OrderLineFactory(order=order, product=mug, quantity=2)  # 2 x 12.50 = 25.00
 
     email = confirmation_render(order=order)
 

@@ -7,7 +7,6 @@ import os
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import call_command
@@ -22,7 +21,7 @@ from notifications.models import (
 from orders import services as order_services
 from orders.models import Order
 from shop.models import OutboxMessage
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
 from tests.outbox import relay_once
 from tests.pipeline import free_port, queue_counts, sent_emails, wait_for
 
@@ -33,7 +32,7 @@ ADDRESS = order_services.ShippingAddress(
 
 def _order(email: str = "alice@example.com") -> Order:
     if not Order.objects.exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     return order_services.order_place(
         customer_id=email,
         customer_email=email,
@@ -48,9 +47,7 @@ def _kinds(order: Order) -> list[str]:
 
 @pytest.fixture
 def staff(client):
-    user = get_user_model().objects.create_user(
-        "ops", password="pw", is_staff=True, is_superuser=True
-    )
+    user = StaffFactory(username="ops", is_superuser=True)
     client.force_login(user)
     return client
 
@@ -121,7 +118,7 @@ def test_order_page_button_resends_with_csrf_post_only(staff, queues):
 
 @pytest.mark.django_db
 def test_staff_without_the_permission_cannot_resend(client):
-    user = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    user = StaffFactory(username="viewer")
     user.user_permissions.add(Permission.objects.get(codename="view_order"))
     client.force_login(user)
     order = _order()

@@ -6,325 +6,55 @@ configuration-set events (only canned identity notifications with a fixed messag
 these tests are SNS themselves: an RSA key and certificate made here, served over HTTPS by a
 loopback server (its own test CA, trusted through SSL_CERT_FILE), and messages signed
 exactly as SNS signs them (SignatureVersion 1 = SHA1, 2 = SHA256). The emails themselves are
-really sent through the emulator's SES, so ``ses_message_id`` is SES's own.
+really sent through the emulator's SES, so ``ses_message_id`` is SES's own. That SNS, the
+messages and the orders are in tests/notifications/loopback_sns.py.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import http.server
-import ipaddress
 import json
 import logging
-import ssl
 import threading
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
-from notifications import ses
 from notifications.models import (
     EmailEvent,
     EmailStatus,
-    OrderEmail,
     SuppressedAddress,
 )
 from notifications.sending import confirmation_send
 from notifications.services import confirmation_resend
 from orders import services as orders
-from orders.models import Order, Product
+from orders.models import Order
 from shop.aws import sns
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
+from tests.notifications.loopback_sns import (
+    ADDRESS,
+    PEM_PATH,
+    TOPIC,
+    URL,
+    Clock,
+    FakeSns,
+    bounce_event,
+    complaint_notification,
+    delivery_event,
+    mail,
+    notification,
+    post,
+    record_of,
+    reject_event,
+    rsa_key,
+    sent_order,
+    sign,
+    unique,
+)
 from tests.outbox import relay_once
 from tests.pipeline import sent_emails
-
-TOPIC = "arn:aws:sns:us-east-1:123456789012:shop-ses-events"
-URL = "/ses/events/"
-PEM_PATH = "/SimpleNotificationService-0123456789abcdef.pem"
-
-
-# --- a loopback "SNS": TLS, a signing certificate, confirmation URLs ------------------------
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _cert(subject: str, key, *, issuer=None, issuer_key=None, ca=False, ip=None):
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer.subject if issuer else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ip:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
-        )
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _pem(cert) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass
-class FakeSns:
-    """The HTTPS side of SNS on 127.0.0.1: the signing certificate and SubscribeURLs."""
-
-    signing_key: rsa.RSAPrivateKey
-    signing_pem: bytes
-    ca_file: Path
-    port: int = 0
-    #: Paths GET-requested so far.
-    requests: list[str] = field(default_factory=list)
-    #: path -> (status, body) for anything beyond the certificate.
-    routes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    #: Connections accepted so far (TLS handshakes included, requests or not).
-    connections: int = 0
-    #: Paths whose answer waits until ``release`` is set (at most 10 s): a hanging server.
-    held: set[str] = field(default_factory=set)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"https://{host}:{self.port}{path}"
-
-
-@pytest.fixture(scope="module")
-def fake_sns(tmp_path_factory):
-    ca_key, server_key, signing_key = _key(), _key(), _key()
-    ca = _cert("shop test CA", ca_key, ca=True)
-    server = _cert("127.0.0.1", server_key, issuer=ca, issuer_key=ca_key, ip="127.0.0.1")
-    folder = tmp_path_factory.mktemp("fake-sns")
-    (folder / "ca.pem").write_bytes(_pem(ca))
-    (folder / "server.pem").write_bytes(_pem(server))
-    (folder / "server.key").write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    sns = FakeSns(signing_key, _pem(_cert("sns.amazonaws.com", signing_key)), folder / "ca.pem")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            sns.requests.append(self.path)
-            if self.path in sns.held:
-                sns.release.wait(10)
-            status, body = (200, sns.signing_pem) if self.path == PEM_PATH else (404, b"")
-            status, body = sns.routes.get(self.path.split("?")[0], (status, body))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
-
-        def verify_request(self, request, client_address) -> bool:
-            sns.connections += 1
-            return True
-
-    httpd = Server(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(folder / "server.pem", folder / "server.key")
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    sns.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield sns
-    sns.release.set()
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _setup(fake_sns, settings, monkeypatch):
-    """Trust the loopback SNS (its host, its CA, our topic); send through the emulator's SES."""
-    settings.SNS_CERT_TRUSTED_DOMAINS = ["127.0.0.1"]
-    settings.AWS_SNS_EVENT_TRUSTED_TOPIC_ARNS = [TOPIC]
-    monkeypatch.setenv("SSL_CERT_FILE", str(fake_sns.ca_file))  # OpenSSL's default CA file
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # pytest-django swaps in locmem: these tests send through SES for real.
-    settings.EMAIL_BACKEND = "django_ses.SESBackend"
-    settings.SES_SANDBOX = "false"  # any recipient (the emulator has no sandbox rule)
-    monkeypatch.setattr(ses, "_backends", {})  # a backend built with these settings
-    sns.certificate_cache_clear()
-    fake_sns.requests.clear()
-    fake_sns.routes.clear()
-    fake_sns.held.clear()
-    fake_sns.release.clear()
-    fake_sns.connections = 0
-    yield
-    fake_sns.release.set()
-    sns.certificate_cache_clear()
-
-
-# --- SNS messages, signed as SNS signs them ---------------------------------------------------
-_SIGNED = {
-    "Notification": ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"],
-    "SubscriptionConfirmation": [
-        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
-    ],
-}  # fmt: skip
-
-
-def sign(message: dict, key, version: str = "1") -> dict:
-    """Sign like SNS: ``name\\nvalue\\n`` for each signed field present, in order."""
-    text = "".join(f"{n}\n{message[n]}\n" for n in _SIGNED[message["Type"]] if n in message)
-    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
-    signature = key.sign(text.encode(), padding.PKCS1v15(), algorithm)
-    return {
-        **message,
-        "SignatureVersion": version,
-        "Signature": base64.b64encode(signature).decode(),
-    }
-
-
-def notification(
-    sns: FakeSns, event: dict, *, version: str = "1", key=None, cert_url=None, **fields
-) -> dict:
-    message = {
-        "Type": "Notification",
-        "MessageId": str(uuid.uuid4()),
-        "TopicArn": TOPIC,
-        "Message": json.dumps(event),
-        "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
-        "SigningCertURL": cert_url or sns.url(PEM_PATH),
-        "UnsubscribeURL": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&x={uuid.uuid4()}",
-        **fields,
-    }
-    return sign(message, key or sns.signing_key, version)
-
-
-def mail(message_id: str, to: str) -> dict:
-    """SES's ``mail`` object (AWS docs, event publishing examples)."""
-    return {
-        "timestamp": "2024-05-01T10:00:00.000Z",
-        "source": "shop@example.com",
-        "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/shop@example.com",
-        "sendingAccountId": "123456789012",
-        "messageId": message_id,
-        "destination": [to],
-        "headersTruncated": False,
-        "headers": [{"name": "To", "value": to}],
-        "commonHeaders": {"from": ["shop@example.com"], "to": [to], "subject": "Your order"},
-        "tags": {"ses:configuration-set": ["shop-events"]},
-    }
-
-
-def bounce_event(message_id: str, to: str, *, permanent: bool = True) -> dict:
-    status, diagnostic = (
-        ("5.1.1", "550 5.1.1 user unknown") if permanent else ("4.2.2", "452 4.2.2 mailbox full")
-    )
-    recipient = {
-        "emailAddress": to,
-        "action": "failed",
-        "status": status,
-        "diagnosticCode": f"smtp; {diagnostic}",
-    }
-    return {
-        "eventType": "Bounce",
-        "bounce": {
-            "bounceType": "Permanent" if permanent else "Transient",
-            "bounceSubType": "General" if permanent else "MailboxFull",
-            "bouncedRecipients": [recipient],
-            "timestamp": "2024-05-01T10:00:02.669Z",
-            "feedbackId": f"0100{uuid.uuid4().hex}-000000",
-            "reportingMTA": "dsn; mta.example.com",
-        },
-        "mail": mail(message_id, to),
-    }
-
-
-def complaint_notification(message_id: str, to: str) -> dict:
-    """The older identity-notification form: ``notificationType`` instead of ``eventType``."""
-    return {
-        "notificationType": "Complaint",
-        "complaint": {
-            "userAgent": "ExampleCorp Feedback Loop (V0.01)",
-            "complainedRecipients": [{"emailAddress": to}],
-            "complaintFeedbackType": "abuse",
-            "arrivalDate": "2024-05-01T10:01:00.000Z",
-            "timestamp": "2024-05-01T10:01:01.000Z",
-            "feedbackId": f"0100{uuid.uuid4().hex}-000000",
-        },
-        "mail": mail(message_id, to),
-    }
-
-
-def delivery_event(message_id: str, to: str) -> dict:
-    return {
-        "eventType": "Delivery",
-        "mail": mail(message_id, to),
-        "delivery": {
-            "timestamp": "2024-05-01T10:00:01.184Z",
-            "processingTimeMillis": 546,
-            "recipients": [to],
-            "smtpResponse": "250 2.6.0 Message received",
-            "reportingMTA": "a8-70.smtp-out.amazonses.com",
-        },
-    }
-
-
-def reject_event(message_id: str, to: str) -> dict:
-    return {
-        "eventType": "Reject",
-        "mail": mail(message_id, to),
-        "reject": {"reason": "Bad content"},
-    }
-
-
-def post(client: Client, body) -> int:
-    data = body if isinstance(body, bytes) else json.dumps(body)
-    # SNS's own content type for HTTP/S deliveries.
-    return client.post(URL, data=data, content_type="text/plain; charset=utf-8").status_code
-
-
-# --- orders whose email really went through the emulator's SES --------------------------------
-ADDRESS = orders.ShippingAddress(
-    name="Event Test", line1="1 Main St", city="Town", postal_code="1", country="US"
-)
-
-
-def sent_order(email: str) -> tuple[Order, str]:
-    """An order whose confirmation SES accepted; returns it and SES's message id."""
-    if not Product.objects.filter(sku="EVT").exists():
-        make_product(sku="EVT", stock=1000)
-    order = orders.order_place(
-        customer_id=email,
-        customer_email=email,
-        shipping_address=ADDRESS,
-        lines=[orders.LineRequest(sku="EVT", quantity=1)],
-    )
-    relay_once()  # its task on the queue, as the relay publishes it ("queued")
-    outcome = confirmation_send(order_id=order.pk)
-    assert outcome.outcome == "sent" and outcome.ses_message_id
-    record = OrderEmail.objects.get(order=order)
-    assert record.status == EmailStatus.SENT
-    assert [m.message_id for m in record.ses_messages.all()] == [outcome.ses_message_id]
-    return order, outcome.ses_message_id
 
 
 def resent(order: Order) -> str:
@@ -336,14 +66,6 @@ def resent(order: Order) -> str:
     return outcome.ses_message_id
 
 
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-
-
-def record_of(order: Order) -> OrderEmail:
-    return OrderEmail.objects.get(order=order)
-
-
 def kinds(order: Order) -> list[str]:
     return list(
         EmailEvent.objects.filter(notification__order=order)
@@ -352,7 +74,8 @@ def kinds(order: Order) -> list[str]:
     )
 
 
-pytestmark = pytest.mark.django_db
+# The loopback SNS trusted, emails sent through the emulator's SES (notifications/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_sns_trusted")]
 
 
 # --- the four events ------------------------------------------------------------------------
@@ -390,7 +113,7 @@ def test_permanent_bounce_suppresses_the_address_and_the_next_email_is_not_sent(
     # The next order to that address: no SES call, status "suppressed".
     before = len(sent_emails(to))
     assert before == 1
-    make_product(sku="EVT2", stock=5)
+    ProductFactory(sku="EVT2", stock=5)
     second = orders.order_place(
         customer_id=to,
         customer_email=to,
@@ -493,7 +216,7 @@ def test_transient_bounce_suppresses_nobody(client, fake_sns):
     assert not SuppressedAddress.objects.filter(email=to).exists()
 
     # ...and the address still gets mail.
-    make_product(sku="EVT3", stock=5)
+    ProductFactory(sku="EVT3", stock=5)
     again = orders.order_place(
         customer_id=to,
         customer_email=to,
@@ -604,7 +327,7 @@ def test_a_tampered_message_is_refused_and_changes_nothing(client, fake_sns):
 def test_a_message_signed_with_another_key_is_refused(client, fake_sns, version):
     to = unique("otherkey")
     order, message_id = sent_order(to)
-    forged = notification(fake_sns, bounce_event(message_id, to), version=version, key=_key())
+    forged = notification(fake_sns, bounce_event(message_id, to), version=version, key=rsa_key())
 
     assert post(client, forged) == 400
     assert record_of(order).status == EmailStatus.SENT
@@ -664,7 +387,7 @@ def test_a_certificate_that_cannot_be_fetched_now_asks_sns_to_retry(client, fake
     order, message_id = sent_order(to)
     fake_sns.routes[PEM_PATH] = (503, b"")
     message = notification(fake_sns, bounce_event(message_id, to))
-    clock = _Clock(monkeypatch)
+    clock = Clock(monkeypatch)
 
     assert post(client, message) == 503
     assert record_of(order).status == EmailStatus.SENT
@@ -677,26 +400,6 @@ def test_a_certificate_that_cannot_be_fetched_now_asks_sns_to_retry(client, fake
     assert post(client, message) == 200
     assert record_of(order).status == EmailStatus.BOUNCED
     assert fake_sns.requests == [PEM_PATH, PEM_PATH]
-
-
-class _Clock:
-    """``shop.aws.sns``'s clock, moved by the test (only that module's)."""
-
-    def __init__(self, monkeypatch) -> None:
-        import time as real_time
-
-        self.offset = 0.0
-        clock = self
-
-        class Time:
-            @staticmethod
-            def monotonic() -> float:
-                return real_time.monotonic() + clock.offset
-
-        monkeypatch.setattr(sns, "time", Time)
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 def test_a_message_from_another_topic_is_refused(client, fake_sns):
@@ -859,7 +562,7 @@ def test_the_configuration_set_is_named_on_every_email(settings):
 
 # --- the suppression list in the admin -------------------------------------------------------
 def staff(*codenames: str) -> Client:
-    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="x", is_staff=True)
+    user = StaffFactory(password="x")
     user.user_permissions.set(
         Permission.objects.filter(content_type__app_label="notifications", codename__in=codenames)
     )

@@ -19,7 +19,7 @@ from django.conf import settings
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import sent_emails, wait_for
 from tests.ses_proxy import SesProxy
 
@@ -35,7 +35,7 @@ ADDRESS = services.ShippingAddress(
 
 
 def _order(email: str) -> Order:
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     return services.order_place(
         customer_id=email,
         customer_email=email,

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from notifications.models import EmailEvent, OrderEmail
 from orders import services
 from orders.models import Order, Product
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import DLQ_URL, free_port, queue_counts, sent_emails, wait_for
 from tests.ses_proxy import SesProxy
 
@@ -40,7 +40,7 @@ _SUBJECT = re.compile(r"Subject: Your order #(\d+)")
 
 def _orders(prefix: str, count: int) -> list[Order]:
     if not Product.objects.filter(sku="MUG").exists():
-        make_product(sku="MUG", stock=10_000)
+        ProductFactory(sku="MUG", stock=10_000)
     return [
         services.order_place(
             customer_id=f"{prefix}{n}",

@@ -1,8 +1,8 @@
 """The SES events webhook does no outbound work for strangers, and its certificate fetches are
 few, bounded and remembered; no log line carries a customer's address whole.
 
-The loopback SNS of ``test_ses_events`` (HTTPS, a test CA, signing like SNS) counts every
-connection made to it: a stranger's message must add none.
+The loopback SNS (tests/notifications/loopback_sns.py: HTTPS, a test CA, signing like SNS)
+counts every connection made to it: a stranger's message must add none.
 """
 
 from __future__ import annotations
@@ -26,26 +26,26 @@ from hypothesis import strategies as st
 from notifications.models import EmailStatus, OrderEmail
 from shop.aws import sns
 from shop.observability.logging import email_addresses_mask
-from tests.notifications import test_ses_events as ses_events
-from tests.notifications.test_ses_events import (
+from tests.factories import ProductFactory
+from tests.notifications.loopback_sns import (
     PEM_PATH,
+    SIGNED,
     TOPIC,
     URL,
-    _Clock,
+    Clock,
     bounce_event,
     delivery_event,
     notification,
     post,
     record_of,
     sent_order,
+    sign,
     unique,
 )
 from tests.pipeline import WebServer, wait_for
 
-pytestmark = pytest.mark.django_db
-# test_ses_events's loopback SNS and its settings (autouse), shared.
-fake_sns = ses_events.fake_sns
-_setup = ses_events._setup
+# The loopback SNS trusted, emails sent through the emulator's SES (notifications/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_sns_trusted")]
 FOREIGN_TOPIC = "arn:aws:sns:us-east-1:999999999999:not-ours"
 
 
@@ -70,7 +70,7 @@ def test_foreign_and_badly_shaped_messages_make_no_connection(client, fake_sns):
 def test_certificate_fetches_are_capped_per_minute(client, fake_sns, monkeypatch):
     """Messages of our topic naming ever new (well-shaped) certificate URLs: the first few
     are fetched (404: refused), the rest of the minute is answered 503 without a fetch."""
-    clock = _Clock(monkeypatch)
+    clock = Clock(monkeypatch)
     to = unique("capped")
     _, message_id = sent_order(to)
     event = delivery_event(message_id, to)
@@ -216,10 +216,9 @@ def test_a_failed_attempt_that_quotes_the_address_is_logged_masked(transactional
     """SES cannot be asked whether the recipient is verified: the reason quotes the address
     (``could not ask SES about ...``), in the task's line and in Celery's own report."""
     from orders import services as orders
-    from tests.conftest import make_product
 
     to = unique("quoted")
-    make_product(sku="LOG-1", stock=5)
+    ProductFactory(sku="LOG-1", stock=5)
     order = orders.order_place(
         customer_id=to,
         customer_email=to,
@@ -236,7 +235,7 @@ def test_a_failed_attempt_that_quotes_the_address_is_logged_masked(transactional
     log = worker.text()
     assert f"could not ask SES about {email_addresses_mask(to)}" in log
     _assert_no_address_whole(log, [to])
-    # The database keeps the reason whole (it is personal data there: docs/personal-data.md).
+    # The database keeps the reason whole (it is personal data there: README).
     assert to in OrderEmail.objects.get(order=order).last_error
 
 
@@ -313,8 +312,8 @@ def test_any_message_of_our_topic_gets_a_clean_answer(client, fake_sns, event, f
     """Signed or not, with any field replaced by any JSON (lone surrogates included)."""
     message = notification(fake_sns, event)
     message.update(fields)
-    if signed and isinstance(message.get("Type"), str) and message["Type"] in ses_events._SIGNED:
+    if signed and isinstance(message.get("Type"), str) and message["Type"] in SIGNED:
         signed_fields = {k: v for k, v in message.items() if isinstance(v, str)}
-        message = {**message, **ses_events.sign(signed_fields, fake_sns.signing_key)}
+        message = {**message, **sign(signed_fields, fake_sns.signing_key)}
     assert post(client, json.dumps(message).encode()) in (200, 400, 503)
     assert len(fake_sns.requests) <= 1  # at most the real certificate, once

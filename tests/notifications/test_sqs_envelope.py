@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 from celery import current_app
@@ -20,7 +21,8 @@ from orders.models import Order
 from shop.aws.sqs import envelope
 from shop.aws.sqs.envelope import EnvelopeError, envelope_decode, envelope_encode, fifo_fields
 from shop.models import OutboxMessage
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 from tests.pipeline import queue_counts, sent_emails, sqs, wait_for
 
 TASK = settings.CONFIRMATION_TASK_NAME
@@ -157,7 +159,7 @@ def test_fifo_fields_only_for_fifo_queues():
 @pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_worker_consumes_a_message_written_with_envelope_encode(api_client, alice_token, workers):
-    make_product(sku="MUG", price="12.50", stock=10)
+    ProductFactory(sku="MUG", price=Decimal("12.50"), stock=10)
     response = api_client.post(
         "/api/orders/", order_body(("MUG", 1)), format="json", **auth(alice_token)
     )

@@ -16,10 +16,10 @@ from notifications.models import OrderEmail
 from orders.models import Order, Product
 from shop.models import OutboxMessage
 from tests.aws_proxy import AwsProxy
-from tests.conftest import make_product, order_body
-from tests.notifications.test_delivery_guarantees import _subjects_by_order
+from tests.factories import ProductFactory
+from tests.helpers import order_body
 from tests.outbox import Relay
-from tests.pipeline import WebServer, free_port, queue_counts, wait_for
+from tests.pipeline import WebServer, free_port, queue_counts, subjects_by_order, wait_for
 
 pytestmark = [
     pytest.mark.worker,
@@ -45,7 +45,7 @@ def web_without_aws(tmp_path):
 def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
     web_without_aws, alice_token, workers, tmp_path
 ):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     status, body = web_without_aws.request(
         "POST", "/api/orders/", order_body(("MUG", 1)), token=alice_token
     )
@@ -85,12 +85,12 @@ def test_order_placed_while_sqs_is_down_is_emailed_once_sqs_is_back(
         timeout=60,
         what="email sent",
     )
-    assert _subjects_by_order("alice@").get(order.pk) == 1
+    assert subjects_by_order("alice@").get(order.pk) == 1
 
 
 def test_confirmation_sweep_is_one_relay_pass(queues):
     """``confirmation_sweep`` (kept for old schedules) publishes what the outbox holds."""
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     from orders import services
 
     order = services.order_place(

@@ -23,7 +23,7 @@ from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop.aws.sqs.envelope import Envelope
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.faults import DepthSampler, sender_pid
 from tests.pipeline import DLQ_URL, dlq_messages, sent_emails, sqs, task_order_id, wait_for
 from tests.ses_proxy import SesProxy
@@ -41,7 +41,7 @@ ADDRESS = services.ShippingAddress(
 
 
 def _order(email: str) -> Order:
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     return services.order_place(
         customer_id=email,
         customer_email=email,

@@ -14,7 +14,7 @@ from notifications import sending as notification_sending
 from notifications import ses
 from orders import services
 from orders.models import Order
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 from tests.pipeline import free_port, wait_for
 
 pytestmark = [
@@ -32,7 +32,7 @@ UNVERIFIED = "bob@example.com"  # refused by the sandbox rule
 
 def _order(email: str) -> Order:
     if not Order.objects.exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     return services.order_place(
         customer_id=email,
         customer_email=email,

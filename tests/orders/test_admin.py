@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from orders import services
 from orders.models import Product
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +19,7 @@ ADDRESS = services.ShippingAddress(
 
 def _orders(n: int) -> list:
     if not Product.objects.filter(sku="MUG").exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     return [
         services.order_place(
             customer_id=f"cust-{i}",
@@ -34,9 +33,7 @@ def _orders(n: int) -> list:
 
 @pytest.fixture
 def staff_client(client):
-    user = get_user_model().objects.create_user(
-        "staff", password="pw", is_staff=True, is_superuser=True
-    )
+    user = StaffFactory(username="staff", is_superuser=True)
     client.force_login(user)
     return client
 
@@ -85,7 +82,7 @@ def test_order_list_query_count_does_not_grow(staff_client):
 
 
 def test_non_staff_is_sent_to_login(client):
-    user = get_user_model().objects.create_user("customer", password="pw")
+    user = UserFactory(username="customer")
     client.force_login(user)
     response = client.get("/admin/orders/order/")
     assert response.status_code == 302

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from rest_framework.test import APIClient
 
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +20,7 @@ def _place(client, token, sku="MUG"):
 
 
 def test_customers_see_only_their_own_orders(api_client, alice_token, bob_token):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     alices = [_place(api_client, alice_token) for _ in range(3)]
     bobs = _place(api_client, bob_token)
 
@@ -40,7 +43,7 @@ def test_orders_need_a_token(api_client):
 
 
 def test_order_list_is_paginated(api_client, alice_token):
-    make_product(sku="MUG", stock=100)
+    ProductFactory(sku="MUG", stock=100)
     for _ in range(21):
         _place(api_client, alice_token)
     page = api_client.get("/api/orders/", **auth(alice_token)).json()
@@ -55,8 +58,8 @@ def test_huge_order_id_is_a_404(api_client, alice_token):
 
 
 def test_products_are_public_and_only_active(api_client):
-    make_product(sku="A", price="1.50", stock=2)
-    make_product(sku="B", is_active=False)
+    ProductFactory(sku="A", price=Decimal("1.50"), stock=2)
+    ProductFactory(sku="B", is_active=False)
     response = APIClient().get("/api/products/")
     assert response.status_code == 200
     data = response.json()
@@ -119,7 +122,7 @@ def test_order_placement_is_rate_limited_per_customer(
     from orders.models import Order
 
     monkeypatch.setattr(OrderPlacementThrottle, "THROTTLE_RATES", {"order_placement": "3/min"})
-    make_product(sku="MUG", stock=100)
+    ProductFactory(sku="MUG", stock=100)
     for _ in range(3):
         _place(api_client, alice_token)
     response = api_client.post(

@@ -9,7 +9,7 @@ from django.db import connection, connections
 
 from orders import services
 from orders.models import Order, Product
-from tests.conftest import make_product
+from tests.factories import ProductFactory
 
 pytestmark = [
     pytest.mark.postgres,
@@ -59,7 +59,7 @@ def _race(carts: list[list[tuple[str, int]]]) -> list[str]:
 
 
 def test_many_orders_for_the_last_units(settings):
-    make_product(sku="LAST", stock=5)
+    ProductFactory(sku="LAST", stock=5)
     outcomes = _race([[("LAST", 1)]] * 20)
     assert outcomes.count("placed") == 5, outcomes
     assert outcomes.count("short") == 15, outcomes
@@ -75,7 +75,7 @@ def test_mixed_carts_locking_products_in_varying_order_never_oversell():
     """
     stock = {"A": 4, "B": 3, "C": 5, "D": 2}
     for sku, units in stock.items():
-        make_product(sku=sku, stock=units)
+        ProductFactory(sku=sku, stock=units)
     shapes = [
         [("A", 1), ("B", 1)],
         [("B", 1), ("A", 1)],

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
-from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 
@@ -19,7 +18,7 @@ from notifications.models import EmailEvent, OrderEmail, SesMessage, SuppressedA
 from orders import services
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from orders.privacy import ERASED_EMAIL, HOLDERS
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +46,7 @@ def _order(customer_id: str, email: str, *, quantity: int = 2, address=ADDRESS) 
 def customers():
     """Carol (two orders, one under an older address; a bounce, a suppression, an
     idempotency key, an admin log entry) and Dave, who must be left alone."""
-    make_product(sku="ERASE-1", price="10.00", stock=100)
+    ProductFactory(sku="ERASE-1", price=Decimal("10.00"), stock=100)
     carol, dave = f"sub-{uuid.uuid4()}", f"sub-{uuid.uuid4()}"
     first = _order(carol, "carol.old@example.com")
     second = services.order_place_idempotently(
@@ -73,7 +72,7 @@ def customers():
         ses_message_id="ses-carol-1", sns_message_id=str(uuid.uuid4()), bounce=bounce
     )
     suppression = SuppressedAddress.objects.get(email="carol@example.com")
-    staff = User.objects.create_user("ops", is_staff=True)
+    staff = StaffFactory(username="ops")
     LogEntry.objects.create(
         user=staff,
         content_type=ContentType.objects.get_for_model(SuppressedAddress),

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from notifications.models import OrderEmail
 from orders.models import IdempotencyKey, Order, Product
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 
 
 def _post(client, token, body, key):
@@ -22,7 +23,7 @@ def _post(client, token, body, key):
 
 @pytest.mark.django_db
 def test_same_key_same_body_replays_the_first_answer(api_client, alice_token):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     body = order_body(("MUG", 2))
     first = _post(api_client, alice_token, body, "key-1")
     again = _post(api_client, alice_token, body, "key-1")
@@ -39,7 +40,7 @@ def test_same_key_same_body_replays_the_first_answer(api_client, alice_token):
 
 @pytest.mark.django_db
 def test_same_key_other_body_is_a_422(api_client, alice_token):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     assert _post(api_client, alice_token, order_body(("MUG", 1)), "key-2").status_code == 201
     response = _post(api_client, alice_token, order_body(("MUG", 3)), "key-2")
     assert response.status_code == 422
@@ -50,7 +51,7 @@ def test_same_key_other_body_is_a_422(api_client, alice_token):
 
 @pytest.mark.django_db
 def test_keys_are_scoped_per_customer(api_client, alice_token, bob_token):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     body = order_body(("MUG", 1))
     alices = _post(api_client, alice_token, body, "shared").json()
     bobs = _post(api_client, bob_token, body, "shared").json()
@@ -61,7 +62,7 @@ def test_keys_are_scoped_per_customer(api_client, alice_token, bob_token):
 
 @pytest.mark.django_db
 def test_expired_keys_are_forgotten(api_client, alice_token):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     body = order_body(("MUG", 1))
     first = _post(api_client, alice_token, body, "old").json()
     IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -72,7 +73,7 @@ def test_expired_keys_are_forgotten(api_client, alice_token):
 
 @pytest.mark.django_db
 def test_a_refused_request_does_not_burn_its_key(api_client, alice_token):
-    product = make_product(sku="MUG", stock=1)
+    product = ProductFactory(sku="MUG", stock=1)
     body = order_body(("MUG", 2))
     assert _post(api_client, alice_token, body, "retry-me").status_code == 409
     assert IdempotencyKey.objects.count() == 0
@@ -83,7 +84,7 @@ def test_a_refused_request_does_not_burn_its_key(api_client, alice_token):
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", ["", "x" * 256, "ключ", "tab\there"])
 def test_malformed_keys_are_a_400(api_client, alice_token, key):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     response = _post(api_client, alice_token, order_body(("MUG", 1)), key)
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "Idempotency-Key"
@@ -94,7 +95,7 @@ def test_malformed_keys_are_a_400(api_client, alice_token, key):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)")
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_one_order(alice_token):
-    make_product(sku="MUG", stock=100)
+    ProductFactory(sku="MUG", stock=100)
     body = order_body(("MUG", 1))
     barrier = threading.Barrier(8)
     answers: list[tuple[int, int]] = []
@@ -126,7 +127,7 @@ def test_prune_deletes_only_expired_keys(api_client, alice_token):
 
     from django.core.management import call_command
 
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     _post(api_client, alice_token, order_body(("MUG", 1)), "fresh")
     _post(api_client, alice_token, order_body(("MUG", 1)), "stale")
     IdempotencyKey.objects.filter(key="stale").update(expires_at=timezone.now())

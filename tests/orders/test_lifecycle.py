@@ -17,7 +17,8 @@ from django.db import connection, connections, transaction
 from notifications import sending as notification_sending
 from orders import actions, lifecycle, services
 from orders.models import Order, OrderStatus, OrderStatusChange, Product, StockAdjustment
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 
 ADDRESS = services.ShippingAddress(
     name="A", line1="1 Main St", city="Town", postal_code="1", country="US"
@@ -54,7 +55,7 @@ def changes(order: Order) -> list[tuple[str, str, str]]:
 def with_status(status: str) -> Order:
     """An order put straight into ``status`` (the test's setup, not a move)."""
     if not Product.objects.filter(sku="MUG").exists():
-        make_product(sku="MUG", stock=1000)
+        ProductFactory(sku="MUG", stock=1000)
     order = place(("MUG", 1))
     Order.objects.filter(pk=order.pk).update(status=status)
     return Order.objects.get(pk=order.pk)
@@ -62,7 +63,7 @@ def with_status(status: str) -> Order:
 
 @pytest.mark.django_db
 def test_placed_confirmed_shipped_each_move_recorded_with_who():
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     order = place(("MUG", 2))
     assert order.status == OrderStatus.PLACED and changes(order) == []
 
@@ -156,7 +157,7 @@ def test_a_confirmation_sent_again_moves_no_order_past_placed(status):
 def test_the_worker_confirms_the_order_through_orders_actions():
     """The send (in process, pytest-django's locmem backend) moves the order with a record
     saying the worker did it: ``notifications`` no longer writes ``Order.status`` itself."""
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     order = place(("MUG", 1), customer="alice")  # verified in the emulator's SES
     outcome = notification_sending.confirmation_send(order_id=order.pk, attempt=1)
     assert outcome.outcome == "sent"
@@ -202,8 +203,8 @@ def test_tracking_details_are_optional():
 
 @pytest.mark.django_db
 def test_cancel_returns_each_lines_stock_through_recorded_adjustments():
-    make_product(sku="MUG", stock=10)
-    make_product(sku="TEA", stock=4)
+    ProductFactory(sku="MUG", stock=10)
+    ProductFactory(sku="TEA", stock=4)
     order = place(("TEA", 3), ("MUG", 2))
     assert (stock("MUG"), stock("TEA")) == (8, 1)
 
@@ -230,7 +231,7 @@ def test_cancel_returns_each_lines_stock_through_recorded_adjustments():
 def test_the_api_shows_status_and_tracking_once_shipped_to_its_customer_only(
     api_client, alice_token, bob_token
 ):
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     response = api_client.post(
         "/api/orders/", order_body(("MUG", 1)), format="json", **auth(alice_token)
     )
@@ -338,7 +339,7 @@ def test_a_cancel_racing_new_orders_for_the_same_product_leaves_the_stock_exact(
     Either way the stock is exactly 7 less what the surviving orders took, the cancel's
     adjustment records the stock it really left, nothing is oversold or given back twice."""
     for round_ in range(3):
-        product = make_product(sku=f"RACE-{cancel_first:d}-{round_}", stock=7)
+        product = ProductFactory(sku=f"RACE-{cancel_first:d}-{round_}", stock=7)
         victim = place((product.sku, 4), customer="victim")
         results = _race(product, victim.pk, cancel_first=cancel_first)
 

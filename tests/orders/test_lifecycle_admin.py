@@ -11,13 +11,12 @@ import re
 from html import unescape
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
 from orders import services
 from orders.models import Order, OrderStatus, OrderStatusChange, Product, StockAdjustment
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +27,7 @@ ADDRESS = services.ShippingAddress(
 
 def _order(status: str = OrderStatus.CONFIRMED, quantity: int = 1) -> Order:
     if not Product.objects.filter(sku="MUG").exists():
-        make_product(sku="MUG", stock=100)
+        ProductFactory(sku="MUG", stock=100)
     order = services.order_place(
         customer_id="c",
         customer_email="c@example.com",
@@ -40,7 +39,7 @@ def _order(status: str = OrderStatus.CONFIRMED, quantity: int = 1) -> Order:
 
 
 def _staff(name: str, *permissions: str) -> Client:
-    user = get_user_model().objects.create_user(name, password="pw", is_staff=True)
+    user = StaffFactory(username=name)
     for codename in ("view_order", *permissions):
         user.user_permissions.add(Permission.objects.get(codename=codename))
     client = Client(enforce_csrf_checks=True)

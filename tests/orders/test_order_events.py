@@ -27,7 +27,8 @@ from shop.aws import provisioning
 from shop.models import OutboxMessage
 from tests.aws_emulator import TEST_QUEUE_NAME, TEST_VISIBILITY_TIMEOUT
 from tests.aws_proxy import AwsProxy
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import auth, order_body
 from tests.outbox import relay_once
 from tests.pipeline import drain
 
@@ -142,8 +143,8 @@ def test_order_placed_is_fanned_out_to_subscribers(alice, topic, subscribe, sett
     matching_queue = subscribe(topic, raw=False, filter_policy={"event_type": ["OrderPlaced"]})
     other_queue = subscribe(topic, raw=True, filter_policy={"event_type": ["OrderCancelled"]})
     settings.ORDER_EVENTS_TOPIC_ARN = topic
-    make_product(sku="MUG", price="12.50", stock=10)
-    make_product(sku="TEA", price="3.10", stock=10)
+    ProductFactory(sku="MUG", price=Decimal("12.50"), stock=10)
+    ProductFactory(sku="TEA", price=Decimal("3.10"), stock=10)
 
     response = place(alice, order_body(("MUG", 2), ("TEA", 3), **ADDRESS))
     assert response.status_code == 201, response.json()
@@ -250,7 +251,7 @@ def test_fifo_topic_gets_a_group_per_order_and_the_event_id_as_deduplication_id(
     try:
         queue = subscribe(topic, raw=True, fifo=True)
         settings.ORDER_EVENTS_TOPIC_ARN = topic
-        make_product(sku="MUG", stock=10)
+        ProductFactory(sku="MUG", stock=10)
         response = place(alice, order_body(("MUG", 1)))
         assert response.status_code == 201
         relay_once()
@@ -268,7 +269,7 @@ def test_fifo_topic_gets_a_group_per_order_and_the_event_id_as_deduplication_id(
 
 def test_nothing_is_published_when_the_setting_is_unset(alice, settings, caplog):
     assert settings.ORDER_EVENTS_TOPIC_ARN == ""  # the default
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     before = sns_publish_counts()
     with caplog.at_level(logging.DEBUG, logger="orders.events"):
         response = place(alice, order_body(("MUG", 1)))
@@ -283,7 +284,7 @@ def test_nothing_is_published_when_the_setting_is_unset(alice, settings, caplog)
 def test_a_refused_order_publishes_nothing(alice, topic, subscribe, settings):
     queue = subscribe(topic, raw=True)
     settings.ORDER_EVENTS_TOPIC_ARN = topic
-    make_product(sku="MUG", stock=1)
+    ProductFactory(sku="MUG", stock=1)
     response = place(alice, order_body(("MUG", 5)))
     assert response.status_code == 409
     assert OutboxMessage.objects.count() == 0
@@ -298,7 +299,7 @@ def test_an_idempotent_replay_does_not_publish_again(
 ):
     queue = subscribe(topic, raw=True)
     settings.ORDER_EVENTS_TOPIC_ARN = topic
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     headers = auth(alice_token) | {"HTTP_IDEMPOTENCY_KEY": "events-key-1"}
     first = place(api_client, order_body(("MUG", 2)), **headers)
     relay_once()
@@ -323,7 +324,7 @@ def test_sns_down_when_the_order_is_placed_delivers_the_event_once_sns_is_back(
     queue receives the event exactly once."""
     queue = subscribe(topic, raw=True)
     settings.ORDER_EVENTS_TOPIC_ARN = topic
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     emulator = settings.AWS_ENDPOINT_URL
     with AwsProxy(emulator) as proxy:
         settings.AWS_ENDPOINT_URL = proxy.url
@@ -358,7 +359,7 @@ def test_sns_down_when_the_order_is_placed_delivers_the_event_once_sns_is_back(
 
 
 def _queries_of_one_placement() -> int:
-    sku = make_product(stock=5).sku
+    sku = ProductFactory(stock=5).sku
     with CaptureQueriesContext(connection) as queries:
         services.order_place(
             customer_id="sub-q",

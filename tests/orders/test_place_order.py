@@ -8,7 +8,8 @@ import pytest
 
 from notifications.models import OrderEmail
 from orders.models import Order, OrderLine, Product
-from tests.conftest import make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import order_body
 
 pytestmark = pytest.mark.django_db
 
@@ -16,9 +17,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def catalog():
     return {
-        "MUG": make_product(sku="MUG", price="12.50", stock=10),
-        "TEE": make_product(sku="TEE", price="24.00", stock=3),
-        "OLD": make_product(sku="OLD", price="5.00", stock=10, is_active=False),
+        "MUG": ProductFactory(sku="MUG", price=Decimal("12.50"), stock=10),
+        "TEE": ProductFactory(sku="TEE", price=Decimal("24.00"), stock=3),
+        "OLD": ProductFactory(sku="OLD", price=Decimal("5.00"), stock=10, is_active=False),
     }
 
 
@@ -123,7 +124,7 @@ def test_duplicate_skus_are_refused(alice, catalog):
 
 def test_too_many_items_are_refused(alice, catalog):
     for n in range(51):
-        make_product(sku=f"BULK-{n}")
+        ProductFactory(sku=f"BULK-{n}")
     _assert_bad_request(alice, order_body(*[(f"BULK-{n}", 1) for n in range(51)]), attr="items")
 
 

@@ -9,14 +9,14 @@ are counted, and what runs once it commits (the confirmation's SQS publish) is c
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.pagination import PageNumberPagination
 
 from orders import services
 from orders.models import Order, OrderLine, Product
-from tests.conftest import auth, make_product, order_body
+from tests.factories import ProductFactory, StaffFactory
+from tests.helpers import auth, order_body
 
 MAX_PLACEMENT_QUERIES = 10
 ADDRESS = services.ShippingAddress(
@@ -31,7 +31,7 @@ def _queries(call) -> tuple[int, object]:
 
 
 def _orders_for(customer_id: str, count: int, *, lines: int = 3) -> None:
-    skus = [make_product(stock=1000).sku for _ in range(lines)]
+    skus = [ProductFactory(stock=1000).sku for _ in range(lines)]
     for _ in range(count):
         services.order_place(
             customer_id=customer_id,
@@ -75,7 +75,7 @@ def test_me_needs_a_token(api_client):
 def test_placing_an_order_costs_the_same_queries_for_1_and_50_lines(
     api_client, alice_token, queues, django_assert_max_num_queries
 ):
-    skus = [make_product(sku=f"Q-{n:02d}", stock=100).sku for n in range(50)]
+    skus = [ProductFactory(sku=f"Q-{n:02d}", stock=100).sku for n in range(50)]
 
     def place(lines: int):
         body = order_body(*[(sku, 2) for sku in skus[:lines]])
@@ -115,9 +115,7 @@ def test_order_list_costs_the_same_queries_for_1_and_50_orders(
 
 @pytest.mark.django_db
 def test_admin_order_list_costs_the_same_queries_for_1_and_100_orders(client):
-    staff = get_user_model().objects.create_user(
-        "staff", password="pw", is_staff=True, is_superuser=True
-    )
+    staff = StaffFactory(username="staff", is_superuser=True)
     client.force_login(staff)
     _orders_for("customer-1", 1)
     client.get("/admin/orders/order/")  # the first page of the process warms caches

@@ -10,17 +10,17 @@ stock). The race of an adjustment and an order runs on PostgreSQL's row locks.
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, connections
 from django.test import Client
 
 from orders import services
 from orders.models import Product, StockAdjustment
-from tests.conftest import make_product
+from tests.factories import ProductFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -89,9 +89,7 @@ def place(sku: str, quantity: int) -> None:
 
 
 def staff(name: str, *permissions: str, superuser: bool = False) -> Client:
-    user = get_user_model().objects.create_user(
-        name, password="pw", is_staff=True, is_superuser=superuser
-    )
+    user = StaffFactory(username=name, is_superuser=superuser)
     for codename in permissions:
         user.user_permissions.add(Permission.objects.get(codename=codename))
     client = Client(enforce_csrf_checks=True)
@@ -111,7 +109,7 @@ def explained(product: Product, initial: int, ordered: int) -> bool:
 
 
 def test_the_stale_product_list_saved_after_an_order_puts_no_stock_back():
-    product = make_product(sku="LIST", stock=10)
+    product = ProductFactory(sku="LIST", stock=10)
     admin = staff("alice", superuser=True)
     page = admin.get("/admin/orders/product/").content.decode()
     assert 'name="form-0-stock"' not in page  # not editable in the list
@@ -129,7 +127,7 @@ def test_the_stale_product_list_saved_after_an_order_puts_no_stock_back():
 
 
 def test_the_stale_product_page_saved_after_an_order_puts_no_stock_back():
-    product = make_product(sku="PAGE", price="10.00", stock=10)
+    product = ProductFactory(sku="PAGE", price=Decimal("10.00"), stock=10)
     admin = staff("alice", superuser=True)
     page = admin.get(f"/admin/orders/product/{product.pk}/change/").content.decode()
     stale = rendered_form(page, form_id="product_form")
@@ -148,7 +146,7 @@ def test_the_stale_product_page_saved_after_an_order_puts_no_stock_back():
 
 
 def test_adjustments_are_applied_to_the_stock_as_it_is_and_recorded():
-    product = make_product(sku="ADJ", stock=10)
+    product = ProductFactory(sku="ADJ", stock=10)
     admin = staff("bob", "view_product", "change_product", "adjust_stock")
     url = f"/admin/orders/product/{product.pk}/adjust-stock/"
     page = admin.get(f"/admin/orders/product/{product.pk}/change/").content.decode()
@@ -174,7 +172,7 @@ def test_adjustments_are_applied_to_the_stock_as_it_is_and_recorded():
 
 
 def test_a_count_from_a_stale_page_is_refused_with_a_clear_message():
-    product = make_product(sku="COUNT", stock=10)
+    product = ProductFactory(sku="COUNT", stock=10)
     admin = staff("alice", superuser=True)
     url = f"/admin/orders/product/{product.pk}/adjust-stock/"
     page = admin.get(f"/admin/orders/product/{product.pk}/change/").content.decode()
@@ -198,7 +196,7 @@ def test_a_count_from_a_stale_page_is_refused_with_a_clear_message():
 
 
 def test_an_adjustment_below_zero_or_malformed_changes_nothing():
-    product = make_product(sku="LOW", stock=2)
+    product = ProductFactory(sku="LOW", stock=2)
     admin = staff("alice", superuser=True)
     url = f"/admin/orders/product/{product.pk}/adjust-stock/"
     page = admin.get(f"/admin/orders/product/{product.pk}/change/").content.decode()
@@ -217,7 +215,7 @@ def test_an_adjustment_below_zero_or_malformed_changes_nothing():
 
 
 def test_adjusting_needs_the_permission_and_a_csrf_token():
-    product = make_product(sku="PERM", stock=5)
+    product = ProductFactory(sku="PERM", stock=5)
     url = f"/admin/orders/product/{product.pk}/adjust-stock/"
     editor = staff("editor", "view_product", "change_product")
     page = editor.get(f"/admin/orders/product/{product.pk}/change/").content.decode()
@@ -293,7 +291,7 @@ def test_an_adjustment_racing_an_order_is_never_a_lost_update():
     its units; the deltas always add up, and every recorded "stock after" is exact."""
     outcomes = set()
     for round_ in range(12):
-        product = make_product(sku=f"RACE-{round_}", stock=10)
+        product = ProductFactory(sku=f"RACE-{round_}", stock=10)
         results = _race(product)
 
         assert not [r for r in results.values() if r.startswith("error")], results

@@ -18,14 +18,15 @@ from rest_framework.test import APIClient
 
 from orders.models import Order, Product
 from shop.aws import cognito
-from tests.conftest import auth, id_claims, make_product, order_body, sign
+from tests.factories import ProductFactory
+from tests.helpers import auth, id_claims, order_body, sign
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def product():
-    return make_product(sku="AUTH-1", stock=5)
+    return ProductFactory(sku="AUTH-1", stock=5)
 
 
 @pytest.fixture

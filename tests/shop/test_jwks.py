@@ -26,7 +26,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shop.aws import cognito
-from tests.conftest import auth, emulator_token, id_claims, sign
+from tests.helpers import auth, emulator_token, id_claims, sign
 from tests.pipeline import WebServer, wait_for
 
 #: What a misbehaving key server can answer, besides the real key set ("good").

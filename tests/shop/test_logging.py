@@ -18,7 +18,8 @@ import pytest
 from django.conf import settings
 
 from shop.observability import logging as log_context
-from tests.conftest import emulator_token, make_product, order_body
+from tests.factories import ProductFactory
+from tests.helpers import emulator_token, order_body
 from tests.pipeline import ROOT, WebServer, drain
 
 EMIT = (
@@ -149,7 +150,7 @@ def test_web_lines_about_an_order_carry_its_id_and_no_later_request_does(tmp_pat
         env={"LOG_FORMAT": "json", "GUNICORN_CMD_ARGS": "-c python:shop.gunicorn_conf"},
     ).start()
     try:
-        make_product(sku="MUG", stock=5)
+        ProductFactory(sku="MUG", stock=5)
         token = emulator_token()
         ids = []
         for _ in range(2):

@@ -6,31 +6,15 @@ import urllib.request
 
 import pytest
 from django.conf import settings
-from prometheus_client.parser import text_string_to_metric_families
 
 from shop import aws
-from tests.conftest import emulator_token, make_product, order_body
+from tests.factories import ProductFactory, StaffFactory, UserFactory
+from tests.helpers import emulator_token, order_body, samples, scrape
 from tests.pipeline import DLQ_URL, WebServer, drain, free_port
 
 pytestmark = pytest.mark.django_db
 
 ELSEWHERE = "203.0.113.9"  # TEST-NET-3: never in the allow-list
-
-
-def samples(text: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} of an exposition."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def scrape(client, **extra) -> dict[tuple[str, tuple], float]:
-    response = client.get("/metrics", **extra)
-    assert response.status_code == 200, response.content
-    assert response["Content-Type"].startswith("text/plain")
-    return samples(response.content.decode())
 
 
 ORDERS_PLACED = ("shop_orders_placed_total", ())
@@ -83,12 +67,12 @@ def test_allowed_network_is_served_by_ip_over_http(client, settings):
     assert outside.status_code == 403
 
 
-def test_staff_session_reads_metrics_and_others_do_not(client, django_user_model):
-    customer = django_user_model.objects.create_user("someone", password="x")
+def test_staff_session_reads_metrics_and_others_do_not(client):
+    customer = UserFactory(username="someone", password="x")
     client.force_login(customer)
     assert client.get("/metrics", REMOTE_ADDR=ELSEWHERE).status_code == 403
 
-    staff = django_user_model.objects.create_user("operator", password="x", is_staff=True)
+    staff = StaffFactory(username="operator", password="x")
     client.force_login(staff)
     assert ORDERS_PLACED in scrape(client, REMOTE_ADDR=ELSEWHERE)
 
@@ -102,7 +86,7 @@ def test_metrics_are_read_only(client):
 
 @pytest.mark.django_db(transaction=True)
 def test_orders_placed_counts_committed_orders_only(client, alice, empty_queues):
-    make_product(sku="MUG", stock=3)
+    ProductFactory(sku="MUG", stock=3)
     before = scrape(client)[ORDERS_PLACED]
 
     assert alice.post("/api/orders/", order_body(("MUG", 2)), format="json").status_code == 201
@@ -181,7 +165,7 @@ def test_gunicorn_in_multiprocess_mode_counts_its_workers_orders(tmp_path, empty
         env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_ALLOWED_IPS": "127.0.0.1"},
     ).start()
     try:
-        make_product(sku="MUG", stock=5)
+        ProductFactory(sku="MUG", stock=5)
         status, body = web.request(
             "POST", "/api/orders/", order_body(("MUG", 1)), token=emulator_token()
         )

@@ -8,10 +8,10 @@ was given is read from the request Django built (``response.wsgi_request``).
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.conftest import auth
+from tests.factories import StaffFactory
+from tests.helpers import auth
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,9 @@ def test_api_and_admin_answers_carry_the_same_security_headers(api_client):
 
 
 def test_the_admin_keeps_its_sessions_csrf_and_messages():
-    staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-Str0ng!")
+    staff = StaffFactory(
+        username="staff", email="staff@example.com", password="pw-Str0ng!", is_superuser=True
+    )
     client = Client(enforce_csrf_checks=True)
 
     refused = client.post("/admin/login/", {"username": "staff", "password": "pw-Str0ng!"})

@@ -22,8 +22,8 @@ from shop.aws.sqs import message_decode
 from shop.models import OutboxKind, OutboxMessage
 from shop.outbox.relay import outbox_claim
 from tests.aws_proxy import AwsProxy
-from tests.conftest import make_product, order_body
-from tests.notifications.test_fifo import fifo_queues  # noqa: F401 (a fixture)
+from tests.factories import ProductFactory, StaffFactory
+from tests.helpers import order_body, scrape
 from tests.outbox import relay_once
 from tests.pipeline import drain, free_port, sqs, take_all
 
@@ -62,7 +62,7 @@ def proxy(settings, queues):
 
 
 def test_an_order_writes_its_confirmation_task_in_its_transaction(queues):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     order = _place()
     [row] = OutboxMessage.objects.all()
     assert row.kind == OutboxKind.SQS_TASK
@@ -77,7 +77,7 @@ def test_an_order_writes_its_confirmation_task_in_its_transaction(queues):
 
 
 def test_a_rolled_back_order_leaves_no_row(queues):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     with pytest.raises(RuntimeError), transaction.atomic():
         _place()
         assert OutboxMessage.objects.count() == 1
@@ -92,7 +92,7 @@ def test_a_rolled_back_order_leaves_no_row(queues):
 def test_the_order_api_makes_no_aws_call(alice, settings, proxy, queues):
     """Through the API, with every AWS call of this process counted by the proxy."""
     settings.ORDER_EVENTS_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:never-called"
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     response = alice.post("/api/orders/", order_body(("MUG", 2)), format="json")
     assert response.status_code == 201, response.json()
     assert proxy.calls() == {}
@@ -106,7 +106,7 @@ def test_the_order_api_makes_no_aws_call(alice, settings, proxy, queues):
 
 
 def test_the_relay_publishes_what_the_worker_consumes_and_marks_the_email_queued(queues):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     order = _place()
     counts = relay_once()
     assert (counts.published, counts.failed, counts.calls) == (1, 0, 1)
@@ -127,7 +127,7 @@ def test_the_relay_publishes_what_the_worker_consumes_and_marks_the_email_queued
 
 
 def test_pending_rows_are_published_in_batches_of_ten(queues, proxy):
-    make_product(sku="MUG", stock=100)
+    ProductFactory(sku="MUG", stock=100)
     orders = [_place() for _ in range(23)]
     counts = relay_once()
     assert (counts.published, counts.failed) == (23, 0)
@@ -138,7 +138,7 @@ def test_pending_rows_are_published_in_batches_of_ten(queues, proxy):
 
 def test_sqs_down_keeps_the_rows_and_publishes_them_once_back(queues, proxy, settings):
     settings.OUTBOX_RETRY_BASE_SECONDS = 30
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     orders = [_place() for _ in range(3)]
     proxy.down("sqs")
     counts = relay_once()
@@ -160,7 +160,7 @@ def test_sqs_down_keeps_the_rows_and_publishes_them_once_back(queues, proxy, set
 
 def test_an_entry_the_batch_refuses_is_retried_alone_with_back_off(queues, proxy, settings):
     settings.OUTBOX_RETRY_BASE_SECONDS = 0.5
-    make_product(sku="MUG", stock=10)
+    ProductFactory(sku="MUG", stock=10)
     orders = [_place() for _ in range(5)]
     victim = OutboxMessage.objects.order_by("id")[2]
     proxy.refuse_entries(lambda entry: entry["Id"] == str(victim.pk))
@@ -176,7 +176,7 @@ def test_an_entry_the_batch_refuses_is_retried_alone_with_back_off(queues, proxy
         o.pk for i, o in enumerate(orders) if i != 2
     )
     # Due again: it goes alone, in a call of its own.
-    make_product(sku="TEA", stock=10)
+    ProductFactory(sku="TEA", stock=10)
     newer = [_place(sku="TEA") for _ in range(3)]
     OutboxMessage.objects.filter(pk=victim.pk).update(available_at=None)
     before = proxy.calls("sqs")["SendMessageBatch"]
@@ -196,7 +196,7 @@ def test_back_off_doubles_up_to_the_maximum():
 
 
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(queues, settings):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     _place()
     [claimed] = outbox_claim()
     assert claimed.claimed_until > timezone.now()
@@ -208,7 +208,7 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(queues, setting
 def test_a_resend_writes_a_row_in_its_transaction(queues):
     from notifications import services as notification_services
 
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     order = _place()
     relay_once()
     drain(queues.url)
@@ -238,7 +238,7 @@ def test_an_event_row_is_published_with_publish_batch(queues, proxy, settings):
             Attributes={"RawMessageDelivery": "true"},
         )
         settings.ORDER_EVENTS_TOPIC_ARN = topic
-        make_product(sku="MUG", stock=50)
+        ProductFactory(sku="MUG", stock=50)
         orders = [_place() for _ in range(12)]
         counts = relay_once()
         assert counts.published == 24 and counts.by_kind == {"sns_event": 12, "sqs_task": 12}
@@ -252,7 +252,7 @@ def test_an_event_row_is_published_with_publish_batch(queues, proxy, settings):
 
 
 def test_an_unknown_port_is_a_failed_attempt_not_a_crash(queues, settings):
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     _place()
     settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
     counts = relay_once()
@@ -264,8 +264,6 @@ def test_an_unknown_port_is_a_failed_attempt_not_a_crash(queues, settings):
 
 
 def test_metrics_show_the_outbox_pending_oldest_and_failing(client, queues, proxy, settings):
-    from tests.shop.test_metrics import scrape
-
     def gauges() -> tuple[float, float, float]:
         seen = scrape(client, REMOTE_ADDR="127.0.0.1")
         return (
@@ -275,7 +273,7 @@ def test_metrics_show_the_outbox_pending_oldest_and_failing(client, queues, prox
         )
 
     assert gauges() == (0, 0, 0)
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     _place()
     _place()
     OutboxMessage.objects.update(created_at=timezone.now() - timedelta(seconds=90))
@@ -291,13 +289,12 @@ def test_metrics_show_the_outbox_pending_oldest_and_failing(client, queues, prox
 
 
 def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues, proxy):
-    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 
-    user = get_user_model().objects.create_user("ops-viewer", password="pw", is_staff=True)
+    user = StaffFactory(username="ops-viewer")
     user.user_permissions.add(Permission.objects.get(codename="view_orderemail"))
     client.force_login(user)
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     _place()
     html = client.get("/admin/").content.decode()
     assert '<tr id="outbox">' in html and "1 pending" in html and "failing" not in html
@@ -312,13 +309,13 @@ def test_the_operations_box_shows_the_outbox_and_its_failing_rows(client, queues
 
 def test_on_a_fifo_queue_the_order_is_the_group_and_the_row_the_deduplication_id(
     settings,
-    fifo_queues,  # noqa: F811 (the fixture imported above)
+    fifo_queues,
 ):
     from shop.outbox.relay import outbox_publish
 
     url, _ = fifo_queues
     settings.ORDER_QUEUE_URL = url
-    make_product(sku="MUG", stock=5)
+    ProductFactory(sku="MUG", stock=5)
     order = _place()
     [row] = OutboxMessage.objects.all()
     assert row.destination == url

@@ -23,10 +23,9 @@ from shop import outbox
 from shop.aws.sqs import message_decode
 from shop.models import OutboxMessage
 from tests.aws_proxy import AwsProxy
-from tests.conftest import make_product
-from tests.notifications.test_delivery_guarantees import _subjects_by_order
+from tests.factories import ProductFactory
 from tests.outbox import Relay
-from tests.pipeline import Worker, kill_all, queue_counts, take_all, wait_for
+from tests.pipeline import Worker, kill_all, queue_counts, subjects_by_order, take_all, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +36,7 @@ on_postgresql = pytest.mark.skipif(
 
 def _place(n: int = 1, email: str = "alice@example.com") -> list[Order]:
     if not Order.objects.exists():
-        make_product(sku="MUG", stock=10_000)
+        ProductFactory(sku="MUG", stock=10_000)
     return [
         services.order_place(
             customer_id=email,
@@ -142,7 +141,7 @@ def test_a_relay_killed_mid_batch_and_restarted_loses_no_email_and_sends_none_tw
     finally:
         kill_all([worker])
     # No order without its email, none twice; the duplicates the crash made are counted.
-    assert _subjects_by_order(customer) == {o.pk: 1 for o in orders}
+    assert subjects_by_order(customer) == {o.pk: 1 for o in orders}
     duplicates = len(re.findall(r"outcome=skipped", worker.text()))
     assert duplicates == skipped == in_sqs, worker.text()[-2000:]
 

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import override_settings
 
+from tests.factories import StaffFactory
 from tests.pipeline import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def test_the_public_api_has_no_admin(client):
         assert client.get(path).status_code == 200, path
     for path in ADMIN_PATHS:
         assert client.get(path).status_code == 404, path
-    staff = User.objects.create_superuser("ops", "ops@example.com", "pw")
+    staff = StaffFactory(username="ops", email="ops@example.com", is_superuser=True)
     client.force_login(staff)  # a staff session from elsewhere opens nothing here
     assert client.get("/admin/").status_code == 404
     schema = json.loads(client.get("/api/schema/", {"format": "json"}).content)
