@@ -62,6 +62,7 @@ from celery.worker.request import Request
 from kombu.message import Message
 from kombu.transport import SQS
 
+from shop.logging import task_message_note
 from shop.sqs_envelope import EnvelopeError, kombu_envelope_check
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,12 @@ class ReturnLater(Reject):
 
 
 class SqsRequest(Request):
-    """Celery's request (worker main process), passing a ``ReturnLater`` delay to the QoS."""
+    """Celery's request (worker main process), passing a ``ReturnLater`` delay to the QoS and
+    noting the ids its message names for Celery's own log lines about it (``shop.logging``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        task_message_note(task_id=self.id, kwargs=self.kwargs)
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False):
         exc = exc_info.exception
