@@ -3,12 +3,12 @@ them) and stock adjustments outside an order (the one place that records them)."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from orders.models import (
     StockAdjustment,
     StockReason,
 )
-from shop.exceptions import ApplicationError, ConflictError, UnprocessableError
+from shop.exceptions import ApplicationError, ConflictError
 from shop.logging import context_bind
 from shop.metrics import ORDERS_PLACED
 
@@ -49,17 +49,6 @@ class UnknownProducts(ApplicationError):
 
 class InsufficientStock(ConflictError):
     code = "insufficient_stock"
-
-
-class IdempotencyKeyReused(UnprocessableError):
-    code = "idempotency_key_reused"
-
-
-@dataclass(frozen=True)
-class IdempotentResult:
-    body: dict
-    #: True when the answer is the stored one of an earlier request with the same key.
-    replayed: bool
 
 
 def order_place(
@@ -159,55 +148,6 @@ def order_place(
                 topic_arn=settings.ORDER_EVENTS_TOPIC_ARN, order=order, lines=order_lines
             )
     return order
-
-
-def order_place_idempotently(
-    *,
-    idempotency_key: str,
-    fingerprint: str,
-    represent: Callable[[Order], dict],
-    customer_id: str,
-    customer_email: str,
-    shipping_address: ShippingAddress,
-    lines: Sequence[LineRequest],
-) -> IdempotentResult:
-    """``order_place`` once per (customer, key): a retry gets the first answer back.
-
-    The key is claimed by inserting its row first, in the order's transaction. A concurrent
-    request with the same key waits on the unique index (a row lock on PostgreSQL, the write
-    lock on SQLite) until the first commits, then replays its answer; if the first fails
-    (bad input, no stock), nothing was stored and the retry runs afresh. ``represent`` turns
-    the new order into the response body that is stored for replays.
-    """
-    with transaction.atomic():
-        now = timezone.now()
-        mine = IdempotencyKey.objects.filter(customer_id=customer_id, key=idempotency_key)
-        mine.filter(expires_at__lte=now).delete()
-        try:
-            with transaction.atomic():
-                record = IdempotencyKey.objects.create(
-                    customer_id=customer_id,
-                    key=idempotency_key,
-                    fingerprint=fingerprint,
-                    expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
-                )
-        except IntegrityError:
-            earlier = mine.get()
-            if earlier.fingerprint != fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used with a different request body."
-                ) from None
-            return IdempotentResult(body=earlier.response_body, replayed=True)
-        order = order_place(
-            customer_id=customer_id,
-            customer_email=customer_email,
-            shipping_address=shipping_address,
-            lines=lines,
-        )
-        record.order = order
-        record.response_body = represent(order)
-        record.save(update_fields=["order", "response_body"])
-        return IdempotentResult(body=record.response_body, replayed=False)
 
 
 def idempotency_keys_prune() -> int:
