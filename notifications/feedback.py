@@ -21,8 +21,9 @@ sent), and only while the record still describes an email SES accepted: after a 
 Every send's SES message id is kept (``SesMessage``), so an event for an earlier send (the
 email was resent since) is matched too: it goes into the history and may suppress its
 recipients, but never changes the status, which describes the newest send.
-SNS delivers at least once: the SNS message id is kept in the entry's detail, and a second
-delivery of the same SNS message (checked under the record's row lock) changes nothing.
+SNS delivers at least once: the SNS message id is kept in the entry (``sns_message_id``, a
+unique column; its detail shows it too), and a second delivery of the same SNS message
+(checked under the record's row lock) changes nothing.
 An event for a message id we do not know (another application's mail on the same
 configuration set, or a record since deleted) is logged and ignored.
 """
@@ -136,7 +137,7 @@ def _record(
                 sns_message_id,
             )
             return FeedbackOutcome("unknown")
-        if EmailEvent.objects.filter(notification=notification, detail__endswith=tag).exists():
+        if sns_message_id and EmailEvent.objects.filter(sns_message_id=sns_message_id).exists():
             logger.info(
                 "SES %s event of order %s: SNS message %s seen before, ignored",
                 kind,
@@ -169,6 +170,7 @@ def _record(
             notification=notification,
             kind=kind,
             detail=f"{detail[: DETAIL_MAX - len(tag) - 1]} {tag}".lstrip(),
+            sns_message_id=sns_message_id,
         )
     logger.info(
         "SES %s event order=%s message=%s%s status=%s%s suppressed: %s",

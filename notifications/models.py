@@ -123,11 +123,21 @@ class EmailEvent(models.Model):
     detail = models.TextField(blank=True, default="")
     # The staff member who asked for it (resend, redrive, delete); empty for the system.
     actor = models.CharField(max_length=150, blank=True, default="")
+    # The SNS message that reported it (SES events only): SNS delivers at least once, and a
+    # message is recorded once. Empty for every other entry.
+    sns_message_id = models.CharField(max_length=100, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["notification", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sns_message_id"],
+                condition=~models.Q(sns_message_id=""),
+                name="emailevent_sns_message_once",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M:%S})"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import LRUCache, TTLCache, cached
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils.module_loading import import_string
 from django_ses import SESBackend
 
 from shop import aws
@@ -49,27 +50,22 @@ QUOTA_CACHE_SECONDS = 300
 FALLBACK_SEND_RATE = 1.0
 
 
-_cache: dict[tuple, tuple[float, bool]] = {}
-_cache_lock = threading.Lock()
-
-
-def _cached(key: tuple, ttl: float, compute, *, keep_false: bool = True) -> bool:
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit and now - hit[0] < ttl:
-            return hit[1]
-    value = compute()
-    if value or keep_false:
-        with _cache_lock:
-            _cache[key] = (now, value)
-    return value
+#: Answers SES gave, each kept for its age above (cachetools' TTLCache), keyed on the endpoint
+#: and region so that tests that move SES get fresh answers. One lock for all three.
+_lock = threading.Lock()
+_sandboxed: TTLCache = TTLCache(maxsize=16, ttl=SANDBOX_CACHE_SECONDS)
+_send_rates: TTLCache = TTLCache(maxsize=16, ttl=QUOTA_CACHE_SECONDS)
+#: Only "verified" answers are kept (see VERIFICATION_CACHE_SECONDS), one per address.
+_verified: TTLCache = TTLCache(maxsize=4096, ttl=VERIFICATION_CACHE_SECONDS)
+#: django-ses backends, one per (backend, endpoint, region, API version).
+_backends: LRUCache = LRUCache(maxsize=16)
 
 
 def cache_clear() -> None:
-    with _cache_lock:
-        _cache.clear()
-        _quota.clear()
+    """Forget every answer SES gave and the mail backends (tests; a process never needs to)."""
+    with _lock:
+        for cache in (_sandboxed, _send_rates, _verified, _backends):
+            cache.clear()
 
 
 def account_sandboxed() -> bool:
@@ -77,19 +73,18 @@ def account_sandboxed() -> bool:
     if settings.SES_SANDBOX in ("true", "false"):
         return settings.SES_SANDBOX == "true"
 
-    def ask() -> bool:
-        try:
-            account = aws.client("sesv2").get_account()
-        except (ClientError, BotoCoreError) as exc:
-            logger.info("SES cannot say whether the account is sandboxed (%s): assuming it is", exc)
-            return True
-        return not account.get("ProductionAccessEnabled", False)
-
-    key = ("sandbox", settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
-    return _cached(key, SANDBOX_CACHE_SECONDS, ask)
+    return _account_sandboxed_ask(settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
 
 
-_quota: dict[tuple, tuple[float, float]] = {}
+@cached(_sandboxed, lock=_lock)
+def _account_sandboxed_ask(endpoint_url: str, region: str) -> bool:
+    """GetAccount's answer (the arguments are the cache key: ``aws.client`` follows them)."""
+    try:
+        account = aws.client("sesv2").get_account()
+    except (ClientError, BotoCoreError) as exc:
+        logger.info("SES cannot say whether the account is sandboxed (%s): assuming it is", exc)
+        return True
+    return not account.get("ProductionAccessEnabled", False)
 
 
 def max_send_rate() -> float:
@@ -97,12 +92,12 @@ def max_send_rate() -> float:
     MaxSendRate from GetSendQuota (asked once per process every few minutes)."""
     if settings.SES_MAX_SEND_RATE:
         return settings.SES_MAX_SEND_RATE
-    key = (settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _quota.get(key)
-        if hit and now - hit[0] < QUOTA_CACHE_SECONDS:
-            return hit[1]
+    return _send_rate_ask(settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION)
+
+
+@cached(_send_rates, lock=_lock)
+def _send_rate_ask(endpoint_url: str, region: str) -> float:
+    """GetSendQuota's MaxSendRate, or the fallback (the arguments are the cache key)."""
     try:
         rate = float(aws.client("ses").get_send_quota()["MaxSendRate"])
     except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
@@ -110,31 +105,31 @@ def max_send_rate() -> float:
             "SES did not give its MaxSendRate (%s): pacing at %g/s", exc, FALLBACK_SEND_RATE
         )
         rate = FALLBACK_SEND_RATE
-    rate = rate if rate > 0 else FALLBACK_SEND_RATE
-    with _cache_lock:
-        _quota[key] = (now, rate)
-    return rate
+    return rate if rate > 0 else FALLBACK_SEND_RATE
 
 
 def recipient_verified(*, address: str) -> bool:
     """Whether SES reports the address, or its domain, as a verified identity."""
+    key = (settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION, address.lower())
+    with _lock:
+        if _verified.get(key):
+            return True
     domain = address.rsplit("@", 1)[-1]
-
-    def ask() -> bool:
-        try:
-            response = aws.client("ses").get_identity_verification_attributes(
-                Identities=[address, domain]
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise SesUnavailable(f"could not ask SES about {address}: {exc}") from exc
-        attributes = response.get("VerificationAttributes", {})
-        return any(
-            attributes.get(identity, {}).get("VerificationStatus") == "Success"
-            for identity in (address, domain)
+    try:
+        response = aws.client("ses").get_identity_verification_attributes(
+            Identities=[address, domain]
         )
-
-    key = ("verified", settings.AWS_SES_ENDPOINT_URL, settings.AWS_REGION, address.lower())
-    return _cached(key, VERIFICATION_CACHE_SECONDS, ask, keep_false=False)
+    except (ClientError, BotoCoreError) as exc:
+        raise SesUnavailable(f"could not ask SES about {address}: {exc}") from exc
+    attributes = response.get("VerificationAttributes", {})
+    verified = any(
+        attributes.get(identity, {}).get("VerificationStatus") == "Success"
+        for identity in (address, domain)
+    )
+    if verified:  # "not verified" is asked again next time
+        with _lock:
+            _verified[key] = True
+    return verified
 
 
 def identity_verify(*, address: str) -> None:
@@ -149,27 +144,35 @@ def identity_verify(*, address: str) -> None:
         raise SesUnavailable(f"could not ask SES to verify {address}: {exc}") from exc
 
 
-_backends: dict[tuple[str, str], object] = {}
-
-
 def _mail_backend():
-    """One django-ses backend per process, not one per email, sending with the process's
-    single-attempt SES client from ``shop.aws`` instead of a second one of its own.
+    """One mail backend per process, not one per email. django-ses's is built with the
+    single-attempt configuration of ``shop.aws`` (its ``aws_config`` argument), the region and
+    the SES endpoint of the settings.
 
     Single attempt: botocore's standard mode would repeat SendRawEmail after a read timeout
     or a 5xx, and SES may have taken the first one: a second email. Each delivery of the
     queue message makes one send; SQS is the retry (and ``Throttling``, which says the email
     was not taken, is retried by the caller after the governor's next token).
     """
-    key = (settings.EMAIL_BACKEND, settings.AWS_SES_ENDPOINT_URL)
-    with _cache_lock:
-        if key not in _backends:
-            backend = get_connection(settings.EMAIL_BACKEND)
-            if isinstance(backend, SESBackend):
-                use_v2 = getattr(settings, "USE_SES_V2", False)
-                backend.connection = aws.client("sesv2" if use_v2 else "ses", single_attempt=True)
-            _backends[key] = backend
-        return _backends[key]
+    return _mail_backend_for(
+        settings.EMAIL_BACKEND,
+        settings.AWS_SES_ENDPOINT_URL,
+        settings.AWS_REGION,
+        getattr(settings, "USE_SES_V2", False),
+    )
+
+
+@cached(_backends, lock=_lock)
+def _mail_backend_for(backend: str, endpoint_url: str, region: str, use_v2: bool):
+    if not issubclass(import_string(backend), SESBackend):
+        return get_connection(backend)  # locmem in tests
+    return get_connection(
+        backend,
+        aws_config=aws.client_config(single_attempt=True),
+        aws_region_name=region,
+        aws_region_endpoint=endpoint_url or None,
+        use_ses_v2=use_v2,
+    )
 
 
 def email_send(*, to: str, subject: str, html: str, text: str) -> str:

@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
-from orders import selectors, services
+from orders import idempotency, selectors, services
 from orders.serializers import (
     CustomerOutputSerializer,
     OrderInputSerializer,
@@ -125,24 +125,26 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView):
             "lines": [services.LineRequest(**item) for item in data["items"]],
         }
         headers = {}
+
+        def place() -> dict:
+            # The new order as saved: its lines and email record are in memory (no query).
+            return OrderOutputSerializer(services.order_place(**order_args)).data
+
         if key is None:
-            body = self._represent(services.order_place(**order_args))
+            body = place()
         else:
-            result = services.order_place_idempotently(
+            # What a retry with this key answers is this API's: the first answer, stored.
+            answer = idempotency.order_answer_once(
+                customer_id=request.user.customer_id,
                 idempotency_key=key,
                 fingerprint=_fingerprint(request.data),
-                represent=self._represent,
-                **order_args,
+                answer=place,
             )
-            body = result.body
-            if result.replayed:
+            body = answer.body
+            if answer.replayed:
                 headers["Idempotent-Replayed"] = "true"
         headers["Location"] = request.build_absolute_uri(f"{request.path}{body['id']}/")
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
-
-    def _represent(self, order) -> dict:
-        # The new order as saved: its lines and email record are in memory (no query).
-        return OrderOutputSerializer(order).data
 
 
 def _idempotency_key(request) -> str | None:

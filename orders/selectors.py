@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from orders.models import Order, Product
 
@@ -27,9 +27,13 @@ def order_count_for_customer(*, customer_id: str) -> int:
 
 
 def order_list_for_customer(*, customer_id: str) -> QuerySet[Order]:
-    """The customer's own orders, newest first, with what the API shows of each."""
+    """The customer's own orders, newest first, with what the API shows of each: its lines
+    in ``line_list`` and its email records in ``email_list`` (as ``services.order_place``
+    returns a new order)."""
     return (
         Order.objects.filter(customer_id=customer_id)
-        .prefetch_related("lines", "emails")
+        .prefetch_related(
+            Prefetch("lines", to_attr="line_list"), Prefetch("emails", to_attr="email_list")
+        )
         .order_by("-created_at", "-id")
     )

@@ -170,7 +170,9 @@ class TrackingOutputSerializer(serializers.Serializer):
 
 class OrderOutputSerializer(serializers.ModelSerializer):
     shipping_address = ShippingAddressOutputSerializer(source="*")
-    items = OrderLineOutputSerializer(source="lines", many=True)
+    # An order from ``selectors.order_list_for_customer`` or ``services.order_place``: its
+    # lines and emails are in ``line_list`` and ``email_list``.
+    items = OrderLineOutputSerializer(source="line_list", many=True)
     confirmation_email = serializers.SerializerMethodField(
         help_text="The confirmation email (also in `emails`)."
     )
@@ -186,12 +188,12 @@ class OrderOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ConfirmationEmailOutputSerializer(allow_null=True))
     def get_confirmation_email(self, order: Order) -> dict | None:
-        email = next((e for e in order.emails.all() if e.kind == "confirmation"), None)
+        email = next((e for e in order.email_list if e.kind == "confirmation"), None)
         return ConfirmationEmailOutputSerializer(email).data if email else None
 
     @extend_schema_field(EmailOutputSerializer(many=True))
     def get_emails(self, order: Order) -> list[dict]:
-        emails = sorted(order.emails.all(), key=lambda e: (e.created_at, e.pk))
+        emails = sorted(order.email_list, key=lambda e: (e.created_at, e.pk))
         return EmailOutputSerializer(emails, many=True).data
 
     @extend_schema_field(TrackingOutputSerializer(allow_null=True))

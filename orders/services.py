@@ -3,12 +3,12 @@ them) and stock adjustments outside an order (the one place that records them)."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from orders.models import (
     StockAdjustment,
     StockReason,
 )
-from shop.exceptions import ApplicationError, ConflictError, UnprocessableError
+from shop.exceptions import ApplicationError, ConflictError
 from shop.observability.logging import context_bind
 from shop.observability.metrics import ORDERS_PLACED
 
@@ -51,17 +51,6 @@ class InsufficientStock(ConflictError):
     code = "insufficient_stock"
 
 
-class IdempotencyKeyReused(UnprocessableError):
-    code = "idempotency_key_reused"
-
-
-@dataclass(frozen=True)
-class IdempotentResult:
-    body: dict
-    #: True when the answer is the stored one of an earlier request with the same key.
-    replayed: bool
-
-
 def order_place(
     *,
     customer_id: str,
@@ -70,6 +59,10 @@ def order_place(
     lines: Sequence[LineRequest],
 ) -> Order:
     """Save an order with server-side prices and take its stock, all or nothing.
+
+    The order comes back with ``line_list`` and ``email_list`` set to the lines and the email
+    record just saved (the attributes ``selectors.order_list_for_customer`` prefetches), so
+    that showing it costs no query.
 
     Products are locked in primary-key order, so concurrent orders over overlapping carts
     queue up instead of deadlocking, and stock can never go below zero (the database
@@ -137,7 +130,7 @@ def order_place(
         for line in order_lines:
             line.order = order
         OrderLine.objects.bulk_create(order_lines)
-        _remember(order, "lines", order_lines)
+        order.line_list = order_lines  # what the API shows, without reading it back
         # One UPDATE for all lines (the rows are locked above): as many queries for 50 lines
         # as for one.
         taken = Case(
@@ -147,7 +140,7 @@ def order_place(
         Product.objects.filter(pk__in=[products[sku].pk for sku in wanted]).update(
             stock=F("stock") - taken
         )
-        _remember(order, "emails", [email_request(order=order, kind=EMAIL_CONFIRMATION)])
+        order.email_list = [email_request(order=order, kind=EMAIL_CONFIRMATION)]
         transaction.on_commit(ORDERS_PLACED.inc)
         if settings.ORDER_EVENTS_TOPIC_ARN:
             # `OrderPlaced` for other services, in the outbox with the order.
@@ -155,68 +148,6 @@ def order_place(
                 topic_arn=settings.ORDER_EVENTS_TOPIC_ARN, order=order, lines=order_lines
             )
     return order
-
-
-def _remember(order: Order, related: str, objects: list) -> None:
-    """Make ``order.<related>.all()`` (its lines, its emails) the objects just saved,
-    without reading them back.
-
-    What ``prefetch_related`` stores, so the API's answer for a new order costs no query.
-    """
-    saved = getattr(order, related).all()
-    saved._result_cache = objects
-    saved._prefetch_done = True
-    cache = getattr(order, "_prefetched_objects_cache", None) or {}
-    order._prefetched_objects_cache = {**cache, related: saved}
-
-
-def order_place_idempotently(
-    *,
-    idempotency_key: str,
-    fingerprint: str,
-    represent: Callable[[Order], dict],
-    customer_id: str,
-    customer_email: str,
-    shipping_address: ShippingAddress,
-    lines: Sequence[LineRequest],
-) -> IdempotentResult:
-    """``order_place`` once per (customer, key): a retry gets the first answer back.
-
-    The key is claimed by inserting its row first, in the order's transaction. A concurrent
-    request with the same key waits on the unique index (a row lock on PostgreSQL, the write
-    lock on SQLite) until the first commits, then replays its answer; if the first fails
-    (bad input, no stock), nothing was stored and the retry runs afresh. ``represent`` turns
-    the new order into the response body that is stored for replays.
-    """
-    with transaction.atomic():
-        now = timezone.now()
-        mine = IdempotencyKey.objects.filter(customer_id=customer_id, key=idempotency_key)
-        mine.filter(expires_at__lte=now).delete()
-        try:
-            with transaction.atomic():
-                record = IdempotencyKey.objects.create(
-                    customer_id=customer_id,
-                    key=idempotency_key,
-                    fingerprint=fingerprint,
-                    expires_at=now + settings.IDEMPOTENCY_KEY_TTL,
-                )
-        except IntegrityError:
-            earlier = mine.get()
-            if earlier.fingerprint != fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used with a different request body."
-                ) from None
-            return IdempotentResult(body=earlier.response_body, replayed=True)
-        order = order_place(
-            customer_id=customer_id,
-            customer_email=customer_email,
-            shipping_address=shipping_address,
-            lines=lines,
-        )
-        record.order = order
-        record.response_body = represent(order)
-        record.save(update_fields=["order", "response_body"])
-        return IdempotentResult(body=record.response_body, replayed=False)
 
 
 def idempotency_keys_prune() -> int:

@@ -123,9 +123,9 @@ def _fresh_caches():
 @pytest.fixture(autouse=True)
 def _fresh_key_cache():
     """Each test starts with an empty JWKS cache, as a new process would."""
-    cognito._key_sets.clear()
+    cognito.key_sets_clear()
     yield
-    cognito._key_sets.clear()
+    cognito.key_sets_clear()
 
 
 @pytest.fixture

@@ -37,6 +37,14 @@ _BOUNDED_CONFIG = Config(
 )
 
 
+def client_config(*, bounded: bool = False, single_attempt: bool = False) -> Config:
+    """The botocore configuration ``client`` gives a client (for a library that builds its
+    own client from one, as django-ses does)."""
+    if bounded:
+        return _BOUNDED_CONFIG
+    return _single_attempt_config() if single_attempt else _CONFIG
+
+
 def _single_attempt_config() -> Config:
     """For calls that must not be repeated by botocore: SES's send. After a read timeout or a
     5xx SES may have taken the email already; the caller decides (SQS is the retry)."""
@@ -68,13 +76,7 @@ def client(service_name: str, *, bounded: bool = False, single_attempt: bool = F
                 service_name,
                 region_name=settings.AWS_REGION,
                 endpoint_url=endpoint or None,
-                config=(
-                    _BOUNDED_CONFIG
-                    if bounded
-                    else _single_attempt_config()
-                    if single_attempt
-                    else _CONFIG
-                ),
+                config=client_config(bounded=bounded, single_attempt=single_attempt),
             )
         return _clients[key]
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import jwt
 from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import LRUCache, TLRUCache, cached
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -58,6 +59,14 @@ JWKS_MAX_KEYS = 100
 class IdentityClaims:
     customer_id: str
     email: str
+
+
+def _wall_clock() -> float:
+    return time.time()  # looked up at each call: tests move the clock
+
+
+def _verified_until(check: tuple, value: tuple[IdentityClaims, float, str], now: float) -> float:
+    return value[1]
 
 
 def jwks_parse(body: bytes) -> dict[str, PyJWK]:
@@ -106,28 +115,30 @@ class KeySet:
         self._fetched_at: float | None = None  # the last fetch that replaced the set
         self._last_attempt: float | None = None
         self._lock = threading.Lock()
-        # Tokens that passed every check, with whom they name, their `exp` and the kid of the
-        # key that verified them: a customer sends the same ID token for up to an hour.
-        self._verified: dict[tuple, tuple[IdentityClaims, float, str]] = {}
+        # Tokens that passed every check, with whom they name, until when they are good (their
+        # `exp` plus the leeway: the TLRUCache forgets them then, on the wall clock as `exp`)
+        # and the kid of the key that verified them: a customer sends the same ID token for up
+        # to an hour. Past VERIFIED_TOKENS_KEPT the least recently used is forgotten.
+        self._verified: TLRUCache = TLRUCache(
+            maxsize=VERIFIED_TOKENS_KEPT, ttu=_verified_until, timer=_wall_clock
+        )
+        self._verified_lock = threading.Lock()  # not self._lock: a fetch holds that one
 
-    def verified(self, check: tuple, *, leeway: float) -> IdentityClaims | None:
+    def verified(self, check: tuple) -> IdentityClaims | None:
         """Claims of a token that passed the same ``check`` before and has not expired since
         (and whose key is still in the set)."""
         self._refresh_if_stale()
-        found = self._verified.get(check)
-        if found is None or time.time() >= found[1] + leeway:
-            return None
-        return found[0]
+        with self._verified_lock:
+            found = self._verified.get(check)
+        return None if found is None else found[0]
 
     def verified_remember(
-        self, check: tuple, claims: IdentityClaims, *, exp: float, kid: str
+        self, check: tuple, claims: IdentityClaims, *, until: float, kid: str
     ) -> None:
-        with self._lock:
+        with self._lock, self._verified_lock:
             if kid not in self._keys:
                 return  # the set was replaced meanwhile without this key
-            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-                self._verified.pop(next(iter(self._verified)))  # the oldest
-            self._verified[check] = (claims, exp, kid)
+            self._verified[check] = (claims, until, kid)
 
     def signing_key(self, kid: str) -> PyJWK:
         with self._lock:
@@ -180,26 +191,30 @@ class KeySet:
         self._keys = keys
         self._fetched_at = time.monotonic()
         if retired:
-            self._verified = {c: v for c, v in self._verified.items() if v[2] in keys}
+            with self._verified_lock, self._verified.timer:
+                for check in [c for c, v in self._verified.items() if v[2] not in keys]:
+                    self._verified.pop(check, None)
             logger.info("Cognito retired signing keys %s", ", ".join(sorted(retired)))
         return None
 
 
-_key_sets: dict[str, KeySet] = {}
-_key_sets_lock = threading.Lock()
-
-
 def key_set() -> KeySet:
     """The process-wide key set for the configured JWKS URL (keyed on it, so tests can move)."""
-    url = settings.COGNITO_JWKS_URL
-    with _key_sets_lock:
-        if url not in _key_sets:
-            _key_sets[url] = KeySet(
-                url,
-                min_refetch_seconds=settings.COGNITO_JWKS_MIN_REFETCH_SECONDS,
-                max_age_seconds=settings.COGNITO_JWKS_MAX_AGE_SECONDS,
-            )
-        return _key_sets[url]
+    return _key_set_for(settings.COGNITO_JWKS_URL)
+
+
+@cached(LRUCache(maxsize=8), lock=threading.Lock())
+def _key_set_for(url: str) -> KeySet:
+    return KeySet(
+        url,
+        min_refetch_seconds=settings.COGNITO_JWKS_MIN_REFETCH_SECONDS,
+        max_age_seconds=settings.COGNITO_JWKS_MAX_AGE_SECONDS,
+    )
+
+
+def key_sets_clear() -> None:
+    """Forget every key set and the tokens it verified, as a new process would (tests)."""
+    _key_set_for.cache_clear()
 
 
 def id_token_verify(*, token: str) -> IdentityClaims:
@@ -221,8 +236,9 @@ def id_token_verify(*, token: str) -> IdentityClaims:
         settings.COGNITO_ISSUER,
         settings.COGNITO_APP_CLIENT_ID,
         settings.COGNITO_REQUIRE_EMAIL_VERIFIED,
+        leeway,
     )
-    known = keys.verified(check, leeway=leeway)
+    known = keys.verified(check)
     if known is not None:
         return known
     try:
@@ -265,7 +281,7 @@ def id_token_verify(*, token: str) -> IdentityClaims:
     ):
         raise InvalidToken("token's email is not verified")
     identity = IdentityClaims(customer_id=subject, email=email)
-    keys.verified_remember(check, identity, exp=float(claims["exp"]), kid=kid)
+    keys.verified_remember(check, identity, until=float(claims["exp"]) + leeway, kid=kid)
     return identity
 
 

@@ -31,6 +31,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
+from cachetools import TLRUCache, TTLCache
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -59,10 +60,23 @@ CERT_TTL = 24 * 3600  # a fetched certificate is reused this long
 CERT_REFUSED_TTL = 300  # a URL that answered 4xx or no certificate is not asked again this long
 CERT_UNAVAILABLE_TTL = 30  # a host that could not be reached is not asked again this long
 CERT_FETCHES_PER_MINUTE = 10  # per process, whatever the URLs
-_CERT_CACHE_MAX = 64
-_certs: dict[str, tuple[float, x509.Certificate | None]] = {}
-_hosts_down: dict[str, tuple[float, str]] = {}
-_fetches: deque[float] = deque()
+CERT_CACHE_MAX = 64  # certificates (or refusals) kept, the least recently used dropped first
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+def _cert_expiry(url: str, certificate: x509.Certificate | None, now: float) -> float:
+    return now + (CERT_TTL if certificate is not None else CERT_REFUSED_TTL)
+
+
+_UNKNOWN = object()
+#: SigningCertURL -> its certificate, or None for a URL that answered without one.
+_certs: TLRUCache = TLRUCache(maxsize=CERT_CACHE_MAX, ttu=_cert_expiry, timer=_clock)
+#: host -> why it could not be reached.
+_hosts_down: TTLCache = TTLCache(maxsize=CERT_CACHE_MAX, ttl=CERT_UNAVAILABLE_TTL, timer=_clock)
+_fetches: deque[float] = deque()  # the fetches of the last minute (CERT_FETCHES_PER_MINUTE)
 _certs_lock = threading.Lock()
 #: One certificate fetch at a time per process: the others are answered 503 at once.
 _fetch_slot = threading.BoundedSemaphore(1)
@@ -139,12 +153,10 @@ def signing_certificate(url: str) -> x509.Certificate | None:
     now = time.monotonic()
     host = (urlsplit(url).hostname or "").lower()
     with _certs_lock:
-        hit = _certs.get(url)
-        if hit and hit[0] > now:
-            return hit[1]
-        down = _hosts_down.get(host)
-        if down and down[0] > now:
-            raise CertificateUnavailable(f"{host} could not be reached recently: {down[1]}")
+        if (known := _certs.get(url, _UNKNOWN)) is not _UNKNOWN:
+            return known
+        if (down := _hosts_down.get(host)) is not None:
+            raise CertificateUnavailable(f"{host} could not be reached recently: {down}")
         if not _fetch_budget_take(now):
             raise CertificateUnavailable(
                 f"{CERT_FETCHES_PER_MINUTE} certificate fetches this minute already"
@@ -157,7 +169,7 @@ def signing_certificate(url: str) -> x509.Certificate | None:
             raise FetchFailed(f"HTTP {answer.status}")
     except FetchFailed as exc:
         with _certs_lock:
-            _hosts_down[host] = (time.monotonic() + CERT_UNAVAILABLE_TTL, str(exc))
+            _hosts_down[host] = str(exc)
         raise CertificateUnavailable(f"could not fetch {url}: {exc}") from exc
     finally:
         _fetch_slot.release()
@@ -169,9 +181,7 @@ def signing_certificate(url: str) -> x509.Certificate | None:
     if certificate is None:
         logger.warning("no signing certificate at %s (HTTP %s)", url, answer.status)
     with _certs_lock:
-        if len(_certs) >= _CERT_CACHE_MAX:
-            _certs.clear()
-        _certs[url] = (now + (CERT_TTL if certificate else CERT_REFUSED_TTL), certificate)
+        _certs[url] = certificate
     return certificate
 
 

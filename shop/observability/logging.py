@@ -8,9 +8,10 @@ fields like any other ``extra``:
 - Celery: ``task_prerun`` sets ``task_id`` and the task's ``email_id`` (or, first version,
   ``order_id``) kwarg in the process that runs the task (a prefork pool child); the email's
   send binds ``order_id`` once it has read the record; ``task_postrun`` clears them. Lines
-  Celery logs about a task in the worker's main process ("received") carry the task's id and
-  kwargs in their ``data`` extra; the filter takes the ids from there (``email_id`` for an
-  email task: its message carries nothing else).
+  Celery logs about a task in the worker's main process ("received") carry the task's id in
+  their ``data`` extra; the task's Request class (``shop.aws.sqs.transport.SqsRequest``) notes the
+  ids of each message as it arrives (``task_message_note``) and the filter finds them by that
+  task id (``email_id`` for an email task: its message carries nothing else).
 - Web: ``orders.services.order_place`` binds the new order's id; each request starts and ends
   with an empty context (``request_started`` / ``request_finished``), so a reused thread never
   carries the previous request's order.
@@ -34,10 +35,12 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cachetools import TTLCache
 from celery.signals import celeryd_after_setup, task_postrun, task_prerun
 from django.conf import settings
 from django.core.signals import request_finished, request_started
@@ -129,26 +132,37 @@ class ContextFilter(logging.Filter):
         return True
 
 
-# How Celery shows a task's kwargs in its log lines (a repr), e.g. "{'order_id': 42}".
-_ID_IN_KWARGS = {
-    name: re.compile(rf"'{name}': (\d{{1,18}})[,}}]") for name in ("order_id", "email_id")
-}
+#: Task id -> the ids its message names, noted by the worker's main process as a task message
+#: arrives (``task_message_note``, from the task's Request class) for Celery's own lines about
+#: the task there ("received"), which name the task by its id in their ``data`` extra.
+_task_ids: TTLCache = TTLCache(maxsize=1024, ttl=600)
+_task_ids_lock = threading.Lock()
+
+
+def task_message_note(*, task_id: str, kwargs: Any) -> None:
+    """Remember the ``order_id`` / ``email_id`` a task message carries, for the lines Celery
+    logs about it outside the task (its kwargs there are only a repr)."""
+    ids = {name: _id_of(kwargs, name) for name in ("order_id", "email_id")}
+    ids = {name: value for name, value in ids.items() if value is not None}
+    if ids and isinstance(task_id, str):
+        with _task_ids_lock:
+            _task_ids[task_id] = ids
 
 
 def _from_celery_data(record: logging.LogRecord, name: str) -> int | str | None:
-    """Celery logs its task lines with ``extra={"data": {"id": ..., "kwargs": "...", ...}}``."""
+    """Celery logs its task lines with ``extra={"data": {"id": ..., ...}}``."""
     data = getattr(record, "data", None)
-    if not isinstance(data, dict):
+    task_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(task_id, str):
         return None
     if name == "task_id":
-        return data["id"] if isinstance(data.get("id"), str) else None
-    kwargs = data.get("kwargs")
-    match = _ID_IN_KWARGS[name].search(kwargs) if isinstance(kwargs, str) else None
-    return int(match.group(1)) if match else None
+        return task_id
+    with _task_ids_lock:
+        return _task_ids.get(task_id, {}).get(name)
 
 
-def _id_of(kwargs: dict | None, name: str) -> int | None:
-    value = (kwargs or {}).get(name)
+def _id_of(kwargs: Any, name: str) -> int | None:
+    value = kwargs.get(name) if isinstance(kwargs, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 

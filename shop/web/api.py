@@ -147,6 +147,12 @@ class SchemaGenerator(generators.SchemaGenerator):
                 SchemaGenerator.builds += 1
             return SchemaGenerator._built[key]
 
+    @classmethod
+    def forget(cls) -> None:
+        """Forget every schema built (its settings changed; tests)."""
+        with cls._lock:
+            cls._built.clear()
+
     def _key(self, public: bool) -> tuple | None:
         if self._patterns_given:
             return None
@@ -161,5 +167,4 @@ class SchemaGenerator(generators.SchemaGenerator):
 @receiver(setting_changed)
 def _schema_forget(setting: str, **kwargs: Any) -> None:
     if setting in {"ROOT_URLCONF", "REST_FRAMEWORK", "SPECTACULAR_SETTINGS", "INSTALLED_APPS"}:
-        with SchemaGenerator._lock:
-            SchemaGenerator._built.clear()
+        SchemaGenerator.forget()

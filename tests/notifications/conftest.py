@@ -55,7 +55,7 @@ def fake_sns_trusted(fake_sns, settings, monkeypatch):
     # pytest-django swaps in locmem: these tests send through SES for real.
     settings.EMAIL_BACKEND = "django_ses.SESBackend"
     settings.SES_SANDBOX = "false"  # any recipient (the emulator has no sandbox rule)
-    monkeypatch.setattr(ses, "_backends", {})  # a backend built with these settings
+    ses.cache_clear()  # a backend built with these settings
     sns.certificate_cache_clear()
     fake_sns.requests.clear()
     fake_sns.routes.clear()
@@ -65,3 +65,4 @@ def fake_sns_trusted(fake_sns, settings, monkeypatch):
     yield
     fake_sns.release.set()
     sns.certificate_cache_clear()
+    ses.cache_clear()

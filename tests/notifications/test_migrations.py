@@ -135,3 +135,44 @@ def test_confirmation_records_become_order_emails_and_keep_their_permissions():
     user = get_user_model().objects.get(pk=user.pk)
     assert user.has_perm("notifications.view_orderemail")
     assert not Permission.objects.filter(codename__endswith="_confirmationemail").exists()
+
+
+def test_sns_message_ids_become_a_unique_column_once_each():
+    """0008: the ``[SNS <id>]`` suffix of each SES event's entry fills ``sns_message_id``; an
+    SNS message recorded twice before keeps it on its earliest entry only."""
+    from django.db import IntegrityError, transaction
+
+    apps = _migrate([("notifications", "0007_order_emails")])
+    try:
+        OrderEmail = apps.get_model("notifications", "OrderEmail")
+        EmailEvent = apps.get_model("notifications", "EmailEvent")
+        record = OrderEmail.objects.create(order=_order(apps, 1), status="bounced")
+        at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+        def event(kind: str, detail: str, minutes: int) -> int:
+            created_at = at + dt.timedelta(minutes=minutes)
+            return EmailEvent.objects.create(
+                notification_id=record.pk, kind=kind, detail=detail, created_at=created_at
+            ).pk
+
+        sent = event("sent", "SES message 0100-abc", 0)
+        delivered = event("delivered", "delivered to b@example.com [SNS sns-1]", 1)
+        twice_later = event("bounced", "bounced: Permanent [SNS sns-2]", 3)
+        twice_first = event("bounced", "bounced: Permanent [SNS sns-2]", 2)
+        quoted = event("failed", "a [SNS sns-3] quoted, not a suffix", 4)
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    from notifications.models import EmailEvent
+
+    columns = dict(EmailEvent.objects.values_list("pk", "sns_message_id"))
+    assert columns == {
+        sent: "",
+        delivered: "sns-1",
+        twice_first: "sns-2",
+        twice_later: "",
+        quoted: "",
+    }
+    with pytest.raises(IntegrityError), transaction.atomic():
+        EmailEvent.objects.create(notification_id=record.pk, kind="bounced", sns_message_id="sns-1")
+    EmailEvent.objects.create(notification_id=record.pk, kind="queued")  # empty: no constraint

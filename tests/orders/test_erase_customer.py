@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 
 from notifications import feedback
 from notifications.models import EmailEvent, OrderEmail, SesMessage, SuppressedAddress
-from orders import services
+from orders import idempotency, services
 from orders.models import IdempotencyKey, Order, OrderLine, Product
 from orders.privacy import ERASED_EMAIL, HOLDERS
 from tests.factories import ProductFactory, StaffFactory
@@ -49,14 +49,13 @@ def customers():
     ProductFactory(sku="ERASE-1", price=Decimal("10.00"), stock=100)
     carol, dave = f"sub-{uuid.uuid4()}", f"sub-{uuid.uuid4()}"
     first = _order(carol, "carol.old@example.com")
-    second = services.order_place_idempotently(
-        idempotency_key="k-1",
-        fingerprint="f" * 64,
-        represent=lambda order: {"id": order.pk, "customer_email": order.customer_email},
-        customer_id=carol,
-        customer_email="Carol@Example.com",
-        shipping_address=ADDRESS,
-        lines=[services.LineRequest(sku="ERASE-1", quantity=3)],
+
+    def place() -> dict:
+        order = _order(carol, "Carol@Example.com", quantity=3)
+        return {"id": order.pk, "customer_email": order.customer_email}
+
+    second = idempotency.order_answer_once(
+        customer_id=carol, idempotency_key="k-1", fingerprint="f" * 64, answer=place
     )
     second_order = Order.objects.get(pk=second.body["id"])
     record = OrderEmail.objects.get(order=second_order)

@@ -293,8 +293,15 @@ def test_a_refused_token_is_not_remembered(trusted_test_key, monkeypatch):
     assert decodes == [token, token]
 
 
-def test_remembered_tokens_are_bounded(trusted_test_key, monkeypatch):
+@pytest.fixture
+def three_tokens_kept(monkeypatch):
+    """Key sets made from here on remember three verified tokens (the bound is the cache's
+    size, fixed when the key set is made: before ``trusted_test_key`` makes it)."""
     monkeypatch.setattr(cognito, "VERIFIED_TOKENS_KEPT", 3)
+
+
+@pytest.mark.usefixtures("three_tokens_kept")
+def test_remembered_tokens_are_bounded(trusted_test_key, monkeypatch):
     tokens = [sign(id_claims(), trusted_test_key, kid="test-key") for _ in range(5)]
     for token in tokens:
         cognito.id_token_verify(token=token)

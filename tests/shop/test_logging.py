@@ -127,7 +127,10 @@ def test_filter_adds_bound_ids_and_lets_explicit_extras_win(no_context):
 
 
 def test_filter_reads_celerys_own_task_lines(no_context):
-    """The worker's main process logs "received" with the task in ``data``, outside any task."""
+    """The worker's main process logs "received" with the task in ``data``, outside any task;
+    the ids come from its message, noted as it arrived (``SqsRequest``)."""
+    log_context.task_message_note(task_id="abc", kwargs={"order_id": 12})
+    log_context.task_message_note(task_id="def", kwargs={"order_idx": 3})
     record = _record(data={"id": "abc", "kwargs": "{'order_id': 12}", "name": "x"})
     log_context.ContextFilter().filter(record)
     assert (record.order_id, record.task_id) == (12, "abc")

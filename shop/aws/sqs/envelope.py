@@ -204,7 +204,8 @@ def _b64decode(text: str) -> bytes | None:
 def _sqs_body_json(body: str) -> Any:
     """kombu's SQS transport reads a body as base64 of JSON if it is base64, else as JSON
     (``Channel._optional_b64_decode`` in kombu/transport/SQS/__init__.py, a private method,
-    hence this reading of its rule)."""
+    hence this reading of its rule; kombu has no public decoder of its SQS envelope, see
+    kombu#2421, https://github.com/celery/kombu/issues/2421)."""
     decoded = _b64decode(body) if body.strip() else None
     if decoded is not None:
         try:

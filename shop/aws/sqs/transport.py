@@ -63,6 +63,7 @@ from kombu.message import Message
 from kombu.transport import SQS
 
 from shop.aws.sqs.envelope import EnvelopeError, kombu_envelope_check
+from shop.observability.logging import task_message_note
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ class PoisonTolerantQoS(SQS.QoS):
         return None
 
     def extract_task_name_and_number_of_retries(self, delivery_tag: str) -> tuple[Any, Any]:
+        # kombu offers no public way to the delivered message here (the virtual QoS keeps it
+        # in ``_delivered``), nor a guard for a message without a task header: kombu#1824
+        # (https://github.com/celery/kombu/issues/1824) reports the backoff policy's KeyError.
         headers = self._delivered[delivery_tag].headers
         if not isinstance(headers, dict) or not headers.get("task"):
             return None, None  # no task, no backoff policy (kombu would raise KeyError)
@@ -119,6 +123,9 @@ class PoisonTolerantChannel(SQS.Channel):
     QoS = PoisonTolerantQoS
 
     def _envelope_payload(self, payload, raw_text, message, q_url):
+        # A private hook of kombu's SQS channel: kombu has no supported extension point to
+        # check a message before it builds one from it, kombu#2421
+        # (https://github.com/celery/kombu/issues/2421, a non-Celery message stops the worker).
         if "properties" in payload and not self._is_kombu_message(payload):
             # kombu passes anything else on as plain text, which Celery rejects as an
             # unknown message; a broken envelope would raise inside kombu instead.
@@ -160,7 +167,13 @@ class ReturnLater(Reject):
 
 
 class SqsRequest(Request):
-    """Celery's request (worker main process), passing a ``ReturnLater`` delay to the QoS."""
+    """Celery's request (worker main process), passing a ``ReturnLater`` delay to the QoS and
+    noting the ids its message names for Celery's own log lines about it
+    (``shop.observability.logging``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        task_message_note(task_id=self.id, kwargs=self.kwargs)
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False):
         exc = exc_info.exception
