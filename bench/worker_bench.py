@@ -279,8 +279,8 @@ class Run:
 
     def emulator_cpu(self) -> float:
         """CPU seconds the emulator's process has used so far."""
-        moto = next(child for child in self.stack.children if child.name == "moto")
-        fields = Path(f"/proc/{moto.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{self.stack.emulator.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def first_sent(self, order_ids: list[int]) -> float:
