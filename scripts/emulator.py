@@ -168,19 +168,22 @@ def main(argv: list[str] | None = None) -> int:
 def _run(command: list[str], env: dict[str, str]) -> int:
     """Run ``command`` in a process group of its own, SIGINT and SIGTERM passed on to the
     group (once: a Ctrl-C in the terminal reaches this process only), until it exits."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        child = subprocess.Popen(command, env=env, process_group=0)
+    children: list[subprocess.Popen] = []
+    pending: list[int] = []  # a signal that came before the child was there
 
-        def forward(signum: int, frame: object) -> None:
-            with contextlib.suppress(ProcessLookupError):  # it has exited meanwhile
-                os.killpg(child.pid, signum)
+    def forward(signum: int, frame: object) -> None:
+        if not children:
+            pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):  # it has exited meanwhile
+            os.killpg(children[0].pid, signum)
 
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    return child.wait()
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    children.append(subprocess.Popen(command, env=env, process_group=0))
+    for signum in pending:
+        forward(signum, None)
+    return children[0].wait()
 
 
 if __name__ == "__main__":
