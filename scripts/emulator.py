@@ -29,6 +29,10 @@ Command line (``make run``)::
 starts an emulator (unless one already answers on that port: then it is used and left
 running), runs COMMAND with ``AWS_ENDPOINT_URL`` naming it, passes SIGINT and SIGTERM on to
 COMMAND, and stops the emulator it started once COMMAND has exited, with COMMAND's status.
+For ``make run`` COMMAND is ``scripts/run-local.sh shop``, which provisions with
+``manage.py provision_aws`` (the same ``shop.provisioning``, with the settings' sender and
+the ``--order-events``/``--fifo`` options, writing ``var/local-aws.env``), then runs the
+``Procfile`` under honcho.
 """
 
 from __future__ import annotations
