@@ -19,7 +19,7 @@ $(STAMP): requirements.lock requirements-dev.lock
 
 install: $(STAMP)
 
-## Start the emulator, migrate, provision, load demo data, run web server + worker (Ctrl-C stops).
+## The emulator, migrate, provision, demo data, then the Procfile's processes under honcho (Ctrl-C stops all).
 run: install
 	scripts/run-local.sh
 

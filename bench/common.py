@@ -1,7 +1,8 @@
 """What the benchmarks share: the stack they run against, child processes, and figures.
 
 ``Stack`` starts the parts a benchmark needs, each on loopback and each its own: a moto
-server (SQS, SES, Cognito) on a free port, provisioned like ``make run`` provisions (queue
+server (SQS, SES, Cognito) on a free port (``scripts.emulator``, the harness of the tests
+and ``make run`` too), provisioned like ``make run`` provisions (queue
 pair, Cognito pool with demo customers, SES identities), and a PostgreSQL database of its own
 on the machine's server (migrated: a copy of a template database migrated once for the
 migrations and locked dependencies at hand, see ``Stack._migrated``). ``Stack.env`` is the
@@ -14,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,21 +23,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scripts.emulator import CREDENTIALS, SERVER_ENV, Emulator
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 #: Migrated template databases (``Stack._migrated``) and the advisory lock that guards them.
 TEMPLATE_PREFIX = "shop_bench_template_"
 TEMPLATE_LOCK = 0x5B0B_7E17
-MOTO_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY": "HASH",
-    "MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY": "HASH",
-}
+#: What the shop's processes need to talk to the emulator (``scripts.emulator``).
+MOTO_ENV = {**CREDENTIALS, **SERVER_ENV}
 
 
 @dataclass
@@ -54,12 +49,6 @@ class Figure:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every=0.05):
@@ -122,6 +111,7 @@ class Stack:
         self.name = name
         self.visibility_timeout = visibility_timeout
         self.children: list[Child] = []
+        self.emulator = Emulator(log=log_dir / "moto.log", env=MOTO_ENV)
         self.env: dict[str, str] = {}
         self.database = f"shop_{name}_{os.getpid()}"
 
@@ -142,19 +132,12 @@ class Stack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        self.emulator.stop()  # the last: the children talked to it until they stopped
         self._database_drop()
 
     def _emulator(self) -> None:
-        port = free_port()
-        self.aws_url = f"http://127.0.0.1:{port}"
-        moto = Child(
-            "moto",
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            {**os.environ, **MOTO_ENV},
-            self.log_dir,
-        )
-        self.children.append(moto)
-        wait_for(lambda: http_ok(f"{self.aws_url}/moto-api/"), timeout=30, what="moto server")
+        self.emulator.start()
+        self.aws_url = self.emulator.url
 
     def _database(self) -> None:
         import psycopg
@@ -215,15 +198,9 @@ class Stack:
         self.database_url = ""
 
     def _provision(self) -> None:
-        from shop.aws import provisioning
-
         os.environ.update(MOTO_ENV)
-        result = provisioning.provision(
-            provisioning.Plan(
-                endpoint_url=self.aws_url,
-                queue_name=f"{self.name}-orders",
-                visibility_timeout=self.visibility_timeout,
-            )
+        result = self.emulator.provision(
+            queue_name=f"{self.name}-orders", visibility_timeout=self.visibility_timeout
         )
         self.queue_url, self.dlq_url = result.queue_url, result.dlq_url
         self.env = {

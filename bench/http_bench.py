@@ -58,11 +58,11 @@ from bench.common import (  # noqa: E402
     Figure,
     Stack,
     children_pids,
-    free_port,
     http_ok,
     rss_peak_mib,
     wait_for,
 )
+from scripts.emulator import free_port  # noqa: E402
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 CUSTOMER_PASSWORD = "Bench-Passw0rd!"

@@ -1,7 +1,7 @@
 """Figure 10 (issue 13): the transactional outbox, measured against the shop before it.
 
 One ``Stack`` (the emulator, a PostgreSQL database of its own); every SQS call of the web
-servers and of ``manage.py outbox_relay`` goes through ``bench/aws_counter.py`` (pointed at by
+servers and of ``manage.py outbox_relay`` goes through ``tests/aws_proxy.py`` (pointed at by
 ``AWS_ENDPOINT_URL_SQS``), which counts the calls and can make SQS answer late.
 
 - **Requests, before and after, one interleaved run** (``http_bench``'s slices, taken in
@@ -47,10 +47,10 @@ if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the pro
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import http_bench
-from bench.aws_counter import AwsCounter
 from bench.common import ROOT, Child, Figure, Stack, wait_for
 from bench.http_bench import Load, Rung, Size
 from bench.worker_bench import CUSTOMERS, Run, calls_note, emails_per_order, latencies, percentile
+from tests.aws_proxy import AwsProxy
 
 G10 = "10 outbox"
 #: main just before the outbox was merged (no shop/outbox/__init__.py): the "before" of the figures.
@@ -118,7 +118,7 @@ def before_checkout(cleanup: contextlib.ExitStack, given: Path | None) -> Path |
 
 
 def interleaved(
-    rungs: list[Rung], late: dict[Rung, float], proxy: AwsCounter, dimensions: Size, log: Path
+    rungs: list[Rung], late: dict[Rung, float], proxy: AwsProxy, dimensions: Size, log: Path
 ) -> list[Load]:
     """``http_bench.interleaved``, with SQS held ``late[rung]`` seconds during each slice."""
     options = {"connections": dimensions.connections, "log": log}
@@ -148,7 +148,7 @@ def interleaved(
 
 
 def requests(
-    stack: Stack, proxy: AwsCounter, dims: Dimensions, before: Path | None, log_dir: Path
+    stack: Stack, proxy: AwsProxy, dims: Dimensions, before: Path | None, log_dir: Path
 ) -> tuple[list[Figure], Child, Rung]:
     """Rungs b, c (and b', c') normal and c~ (c'~) with SQS late; returns the figures, this
     checkout's server and its rung c (for the calls per order)."""
@@ -268,7 +268,7 @@ def order_ids_after(stack: Stack, last: int) -> list[int]:
 
 
 def calls_at_load(
-    run: Run, proxy: AwsCounter, rung: Rung, dims: Dimensions, worker: Child
+    run: Run, proxy: AwsProxy, rung: Rung, dims: Dimensions, worker: Child
 ) -> list[Figure]:
     """wrk on rung c while ``worker`` (on the stack's queue, through the proxy) sends."""
     stack = run.stack
@@ -296,7 +296,7 @@ def calls_at_load(
 # --- order to email ----------------------------------------------------------------------
 
 
-def order_to_email(run: Run, proxy: AwsCounter, dims: Dimensions) -> list[Figure]:
+def order_to_email(run: Run, proxy: AwsProxy, dims: Dimensions) -> list[Figure]:
     """Both sides at once, through the proxy, so that the machine's load weighs on both:
     orders placed by the shop's way (commit; the relay publishes; the run's worker sends)
     and, by a second placing process at the same rate, as before the outbox (a plain
@@ -393,7 +393,7 @@ class OutboxWatch:
         return wait_for(found, timeout=timeout, what="the outbox empty")
 
 
-def relay_throughput(run: Run, proxy: AwsCounter, dims: Dimensions) -> list[Figure]:
+def relay_throughput(run: Run, proxy: AwsProxy, dims: Dimensions) -> list[Figure]:
     """The run's relay (warm: it has published before), through the proxy, as the loop."""
     count = dims.throughput
     queue_url, _ = run.queue_pair("throughput")  # nobody consumes it
@@ -423,7 +423,7 @@ def relay_throughput(run: Run, proxy: AwsCounter, dims: Dimensions) -> list[Figu
 # --- a relay killed mid-batch -------------------------------------------------------------
 
 
-def crash(run: Run, proxy: AwsCounter, dims: Dimensions, worker: Child) -> list[Figure]:
+def crash(run: Run, proxy: AwsProxy, dims: Dimensions, worker: Child) -> list[Figure]:
     """The run's relay stopped, orders placed (their rows wait), a relay killed by the proxy
     mid-batch, one started again (it stays the run's relay)."""
     count = dims.crash
@@ -532,7 +532,7 @@ def run(*, size: str, log_dir: Path, before: Path | None = None) -> list[Figure]
         before = before_checkout(cleanup, before)
         with http_bench.moto_environment():  # the request figures' QueueDrain purges
             stack = cleanup.enter_context(Stack(log_dir=log_dir, name="outbox"))
-        proxy = cleanup.enter_context(AwsCounter(stack.aws_url))
+        proxy = cleanup.enter_context(AwsProxy(stack.aws_url))
         bench = Run(stack, log_dir)
         bench.proxy_url = proxy.url  # type: ignore[attr-defined]
         cleanup.callback(bench.close)

@@ -2,7 +2,7 @@
 the remaining window for a duplicate email.
 
 One ``Stack`` (the emulator and a PostgreSQL database of its own). SES is reached through
-``tests/ses_proxy.py``: it answers GetSendQuota with a MaxSendRate of ``rate`` and
+``tests/aws_proxy.py``: it answers GetSendQuota with a MaxSendRate of ``rate`` and
 ``Throttling`` (HTTP 400, as real SES) to any send above ``rate`` sends in a second, and
 records every send (when it arrived, when SES's answer came back, what it did).
 
@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the pro
 
 from bench.common import Figure, Stack
 from bench.worker_bench import CUSTOMERS, Run, emails_per_order, percentile
-from tests.ses_proxy import SesProxy
+from tests.aws_proxy import AwsProxy
 
 G9 = "9 SES throttling and duplicates"
 #: ``workers`` of CONCURRENCY (2) processes each: four sending processes in a full run.
@@ -75,7 +75,7 @@ def drain(run: Run, name: str, size: dict, *, fleet_rate: str) -> dict:
     """One burst through the throttling proxy; what the proxy and the stack saw."""
     count, rate = size["orders"], size["rate"]
     queue_url, dlq_url = run.queue_pair(name)
-    with SesProxy(run.stack.aws_url) as proxy:
+    with AwsProxy(run.stack.aws_url) as proxy:
         proxy.quota(rate)
         proxy.throttle(rate)
         env = {

@@ -15,7 +15,7 @@ own, so no worker's leftover long poll can swallow another figure's messages.
 
 - 3: a burst of queued orders drained by one worker (emails/s), against ``bench/baseline.py``
   (plain boto3: receive 10, render, SendRawEmail, DeleteMessageBatch) on the same orders.
-- 4 and 5: through ``bench/aws_counter.py``, a counting proxy in front of the emulator: an
+- 4 and 5: through ``tests/aws_proxy.py``, a counting proxy in front of the emulator: an
   idle worker's ReceiveMessage calls, then orders at a steady rate: every SQS and SES call
   per confirmed order, and the latency from each order's commit (``order_place`` returned:
   the API's 201) to SES accepting its email (the emulator's answer to SendRawEmail), for the
@@ -50,7 +50,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the project root is not
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.aws_counter import AwsCounter
 from bench.common import (
     BIN,
     ROOT,
@@ -61,6 +60,7 @@ from bench.common import (
     rss_peak_mib,
     wait_for,
 )
+from tests.aws_proxy import AwsProxy
 
 #: What docs/performance.md recommends for a worker on 2 cores (measured: see the module's report).
 POOL = "prefork"
@@ -280,8 +280,8 @@ class Run:
 
     def emulator_cpu(self) -> float:
         """CPU seconds the emulator's process has used so far."""
-        moto = next(child for child in self.stack.children if child.name == "moto")
-        fields = Path(f"/proc/{moto.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{self.stack.emulator.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def first_sent(self, order_ids: list[int]) -> float:
@@ -383,7 +383,7 @@ def calls_note(calls: Counter, service: str, orders: int) -> str:
 
 def steady(run: Run, size: dict) -> list[Figure]:
     count = int(size["rate"] * size["seconds"])
-    with AwsCounter(run.stack.aws_url) as counter:
+    with AwsProxy(run.stack.aws_url) as counter:
         via = {"AWS_ENDPOINT_URL": counter.url}
         # The outbox relay publishes through the counter too: its SendMessageBatch calls
         # are the orders' sends.

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # `make run`: the whole shop on this machine, with moto's server playing AWS.
-#   scripts/run-local.sh          emulator + migrate + provision + demo data + web + worker + relay
+#   scripts/run-local.sh          the emulator (scripts/emulator.py), then `shop` with it up
+#   scripts/run-local.sh shop     migrate + provision + demo data, then the Procfile's web,
+#                                 worker and relay under honcho (needs the emulator up)
 #   scripts/run-local.sh token E  print a fresh ID token for demo customer E (shop running)
 #   scripts/run-local.sh manage C  run manage.py C against the running shop's emulator
+# Ctrl-C stops honcho's processes (honcho), then the emulator (scripts/emulator.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,9 @@ export COGNITO_REQUIRE_EMAIL_VERIFIED=${COGNITO_REQUIRE_EMAIL_VERIFIED:-false}
 export CONFIRMATION_RETRY_DELAYS=${CONFIRMATION_RETRY_DELAYS:-5,5,5}
 export MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY=HASH
 export MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY=HASH
+export WEB_PORT WORKER_METRICS_PORT
+# Under honcho the processes write to a pipe: print()'s lines at once, not in blocks.
+export PYTHONUNBUFFERED=1
 # Written by provisioning: ORDER_QUEUE_URL, COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID.
 ENV_FILE=var/local-aws.env
 
@@ -35,25 +41,9 @@ if [[ "${1:-}" == "token" || "${1:-}" == "manage" ]]; then
   exec "$PY" manage.py "$@"
 fi
 
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  echo; echo "stopping (pids ${pids[*]:-none})"
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
-
-if curl -fsS "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
-  echo "using the emulator already running at $AWS_ENDPOINT_URL"
-else
-  echo "starting the AWS emulator (moto) on $AWS_ENDPOINT_URL, log var/moto.log"
-  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >var/moto.log 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    curl -fsS "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break
-    sleep 0.2
-  done
+if [[ "${1:-}" != "shop" ]]; then
+  # The emulator for as long as `shop` runs (one already answering on MOTO_PORT is used).
+  exec "$PY" -m scripts.emulator --port "$MOTO_PORT" --log var/moto.log -- "$0" shop
 fi
 
 "$PY" manage.py migrate --noinput
@@ -66,29 +56,16 @@ set -a; . "$ENV_FILE"; set +a
 "$PY" manage.py load_demo_products
 "$PY" manage.py dev_admin
 
-# Prometheus multiprocess mode: one directory per service, emptied at each start.
 rm -rf var/metrics
 mkdir -p var/metrics/web var/metrics/worker
 
-echo "starting the web server on http://127.0.0.1:$WEB_PORT (log var/web.log)"
-PROMETHEUS_MULTIPROC_DIR=var/metrics/web \
-  "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload >var/web.log 2>&1 &
-pids+=($!)
-echo "starting the Celery worker (log var/worker.log)"
-PROMETHEUS_MULTIPROC_DIR=var/metrics/worker WORKER_METRICS_PORT=$WORKER_METRICS_PORT \
-  .venv/bin/celery -A shop worker --loglevel INFO --concurrency 2 >var/worker.log 2>&1 &
-pids+=($!)
-
-echo "starting the outbox relay (log var/relay.log)"
-"$PY" manage.py outbox_relay >var/relay.log 2>&1 &
-pids+=($!)
-
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$WEB_PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-
-cat <<MSG
+# Once the web server answers, how to use the shop; given up if honcho ($$ after exec) ends.
+announce() {
+  until curl -fsS "http://127.0.0.1:$WEB_PORT/healthz" >/dev/null 2>&1; do
+    kill -0 $$ 2>/dev/null || exit 0
+    sleep 0.2
+  done
+  cat <<MSG
 
 The shop is up.
   Admin:    http://127.0.0.1:$WEB_PORT/admin/  (admin / admin)
@@ -111,16 +88,19 @@ Then see the email:  curl -s $AWS_ENDPOINT_URL/moto-api/data.json | python3 -m j
 
 The same with EMAIL=bob@example.com: his address is not verified in the SES sandbox, so the
 email is refused, retried ($CONFIRMATION_RETRY_DELAYS s apart) and, after 3 tries, the message
-is in the dead-letter queue: see the worker log (var/worker.log) and the order in the admin.
+is in the dead-letter queue: see the worker's lines (worker.1) and the order in the admin.
 Then fix it as an operator would (docs/operations.md, the walkthrough):
 
   make -s manage CMD="dlq_list"                      # or Admin > Operations > Dead-letter queue
   make -s manage CMD="ses_verify bob@example.com"    # verify the address in SES
   make -s manage CMD="dlq_redrive"                   # or "Redrive all" on the admin page
 
-Logs: var/web.log, var/worker.log, var/relay.log, var/moto.log.  Ctrl-C stops everything.
+Logs: here, each line prefixed with its process (web.1, worker.1, relay.1); the emulator's
+in var/moto.log.  Ctrl-C stops everything.
 MSG
+}
+announce &
 
-# Stop everything when any one of them exits.
-wait -n "${pids[@]}"
-echo "a process exited; see var/*.log"
+# The Procfile's processes; -e: the provisioned names, and not a developer's .env (settings
+# read that one, under what is exported here). When one process exits, honcho stops the rest.
+exec .venv/bin/honcho start -f Procfile -e "$ENV_FILE"

@@ -3,7 +3,8 @@
 Loaded with ``-p tests.aws_emulator`` (pyproject.toml), so it runs before pytest-django reads
 the settings: the emulator is started and provisioned first, and the environment that
 settings, Celery's producer and every child process (worker, web server) read already names
-it. Nothing of a developer's own emulator (``make run``) is touched.
+it. The emulator is ``scripts.emulator``'s (the harness of the tests, the benchmarks and
+``make run``). Nothing of a developer's own emulator (``make run``) is touched.
 
 Under pytest-xdist (``make test`` runs ``-n 2``) every xdist worker is such a process, with
 its own emulator (log ``var/test-moto-<gw0, gw1...>.log``), its own queues and, through
@@ -15,14 +16,11 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from scripts.emulator import CREDENTIALS, Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The order queue's visibility timeout in tests, in seconds: short, so that a message that is
@@ -35,11 +33,7 @@ TEST_VISIBILITY_TIMEOUT = 2
 #: The order queue's name (its DLQ: ``<name>-dlq``), on every xdist worker's own emulator.
 TEST_QUEUE_NAME = "test-orders"
 TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    **CREDENTIALS,
     "COGNITO_REQUIRE_EMAIL_VERIFIED": "false",
     "CONFIRMATION_RETRY_DELAYS": "1,1,1",
     # The emulator answers a short poll exactly; each DLQ pass would end with a 1 s wait.
@@ -56,48 +50,11 @@ TEST_ENV = {
 }
 
 
-class Emulator:
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        # One log per xdist worker ("main" without xdist).
-        self.log = ROOT / "var" / f"test-moto-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"
-
-    def start(self) -> None:
-        self.log.parent.mkdir(exist_ok=True)
-        moto_server = Path(sys.executable).with_name("moto_server")
-        self.process = subprocess.Popen(
-            [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **TEST_ENV},
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto server did not start on {self.url}; see {self.log}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-EMULATOR = Emulator()
+#: This process's emulator: one log per xdist worker ("main" without xdist).
+EMULATOR = Emulator(
+    log=ROOT / "var" / f"test-moto-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log",
+    env=TEST_ENV,
+)
 
 
 def _xdist_controller(config) -> bool:
@@ -108,11 +65,10 @@ def _xdist_controller(config) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config, parser, args):
-    # Importing shop (its Celery app) defaults the settings module to production's: name the
-    # tests' own first (pytest-django's ini option; it reads the variable before the ini).
+    # Importing shop (its Celery app, as provisioning does) defaults the settings module to
+    # production's: name the tests' own first (pytest-django's ini option; pytest-django
+    # reads the variable before its ini option).
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", early_config.getini("DJANGO_SETTINGS_MODULE"))
-    from shop.aws import provisioning
-
     os.environ.update(TEST_ENV)
     if _xdist_controller(early_config):
         # Settings and tests/conftest.py are imported here too, but no test runs: names only.
@@ -124,12 +80,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # Stopped at exit too: pytest skips pytest_unconfigure when it fails while starting up.
     atexit.register(EMULATOR.stop)
     os.environ["AWS_ENDPOINT_URL"] = EMULATOR.url
-    result = provisioning.provision(
-        provisioning.Plan(
-            endpoint_url=EMULATOR.url,
-            queue_name=TEST_QUEUE_NAME,
-            visibility_timeout=TEST_VISIBILITY_TIMEOUT,
-        )
+    result = EMULATOR.provision(
+        queue_name=TEST_QUEUE_NAME, visibility_timeout=TEST_VISIBILITY_TIMEOUT
     )
     os.environ.update(result.environment())
     os.environ["TEST_DLQ_URL"] = result.dlq_url

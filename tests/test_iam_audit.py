@@ -2,7 +2,7 @@
 grants is one its service really calls: no AccessDenied on AWS, nothing granted for nothing.
 
 Each service's processes run with ``AWS_ENDPOINT_URL`` pointed at a counting proxy in front
-of the session's emulator (``bench/aws_counter.py``: it sees boto3's calls and kombu's own
+of the session's emulator (``tests/aws_proxy.py``: it sees boto3's calls and kombu's own
 pycurl polls alike) while they do everything their service does:
 
 - public API: a real gunicorn (``SHOP_SERVICE=api``) places an order and is scraped: no AWS
@@ -33,12 +33,12 @@ import urllib.request
 import pytest
 from django.conf import settings
 
-from bench.aws_counter import AwsCounter
 from notifications.models import EmailStatus, OrderEmail
 from orders.models import Order
 from shop import aws
 from shop.aws import provisioning
 from shop.models import OutboxMessage
+from tests.aws_proxy import AwsProxy
 from tests.factories import ProductFactory
 from tests.helpers import emulator_token, order_body
 from tests.outbox import Relay
@@ -104,7 +104,7 @@ for line in sys.stdin:
 class Commands:
     """``manage.py`` commands of one service, run in one process with its environment."""
 
-    def __init__(self, counter: AwsCounter, log, **env: str):
+    def __init__(self, counter: AwsProxy, log, **env: str):
         self.process = subprocess.Popen(
             [sys.executable, "-c", _COMMANDS],
             cwd=ROOT,
@@ -153,7 +153,7 @@ def test_each_service_calls_exactly_what_its_policy_grants(
     calls: dict[str, set[str]] = {}
 
     # --- the public API ---------------------------------------------------------------------
-    with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
+    with AwsProxy(settings.AWS_ENDPOINT_URL) as counter:
         api = WebServer(
             tmp_path / "api.log",
             {
@@ -177,12 +177,12 @@ def test_each_service_calls_exactly_what_its_policy_grants(
     sent_order = Order.objects.get(pk=body["id"])
 
     # --- the outbox relay, until the end ----------------------------------------------------
-    relay_counter = AwsCounter(settings.AWS_ENDPOINT_URL).__enter__()
+    relay_counter = AwsProxy(settings.AWS_ENDPOINT_URL).__enter__()
     relay = Relay(tmp_path / "relay.log", {"AWS_ENDPOINT_URL": relay_counter.url}).start()
     wait_for(lambda: not OutboxMessage.objects.exists(), timeout=30, what="outbox published")
 
     # --- the admin (no worker runs: the DLQ keeps what is put there) ------------------------
-    with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
+    with AwsProxy(settings.AWS_ENDPOINT_URL) as counter:
         admin = WebServer(
             tmp_path / "admin.log",
             {
@@ -213,7 +213,7 @@ def test_each_service_calls_exactly_what_its_policy_grants(
 
     # --- the worker ---------------------------------------------------------------------------
     refused = None
-    with AwsCounter(settings.AWS_ENDPOINT_URL) as counter:
+    with AwsProxy(settings.AWS_ENDPOINT_URL) as counter:
         worker = Worker(
             tmp_path / "worker.log",
             {

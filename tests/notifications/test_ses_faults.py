@@ -1,6 +1,6 @@
 """SES that answers late: one SendRawEmail per delivery, and the one window for a duplicate.
 
-A proxy in front of the emulator's SES (``tests.ses_proxy``) forwards the worker's send,
+A proxy in front of the emulator's SES (``tests.aws_proxy``) forwards the worker's send,
 so SES takes the email, then keeps the answer back past the worker's read timeout, or past
 the task's soft time limit. The worker cannot know SES took it: the attempt fails, SQS
 redelivers, and the email is sent again. That duplicate is the window docs/guarantees.md
@@ -19,9 +19,9 @@ from django.conf import settings
 from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
+from tests.aws_proxy import AwsProxy
 from tests.factories import ProductFactory
 from tests.pipeline import sent_emails, wait_for
-from tests.ses_proxy import SesProxy
 
 pytestmark = [
     pytest.mark.worker,
@@ -58,8 +58,8 @@ def test_an_answer_lost_after_ses_took_the_email_is_retried_by_sqs_only(
     workers, env, withhold, reason
 ):
     recipient = f"slow-ses-{uuid.uuid4().hex[:8]}@example.com"
-    with SesProxy(settings.AWS_SES_ENDPOINT_URL) as proxy:
-        proxy.withhold_answers(withhold, sends=1)
+    with AwsProxy(settings.AWS_SES_ENDPOINT_URL) as proxy:
+        proxy.withhold("SendRawEmail", seconds=withhold, times=1)
         worker = workers(SES_SANDBOX="false", AWS_ENDPOINT_URL_SES=proxy.url, **env)
         order = _order(recipient)
         wait_for(

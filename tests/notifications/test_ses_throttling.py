@@ -1,6 +1,6 @@
 """SES throttling never dead-letters a deliverable email, and scaling out keeps the quota.
 
-The SES in front of the workers is a proxy (``tests.ses_proxy``) that answers GetSendQuota
+The SES in front of the workers is a proxy (``tests.aws_proxy``) that answers GetSendQuota
 with a MaxSendRate of its choosing and ``Throttling`` (HTTP 400, as real SES) to any send
 above that rate, so the workers meet SES's quota as production does. What is watched is
 outside: what the proxy received and answered, the emulator's sent mail, the DLQ, each
@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from notifications.models import EmailEvent, OrderEmail
 from orders import services
 from orders.models import Order, Product
+from tests.aws_proxy import AwsProxy
 from tests.factories import ProductFactory
 from tests.pipeline import DLQ_URL, free_port, queue_counts, sent_emails, wait_for
-from tests.ses_proxy import SesProxy
 
 pytestmark = [
     pytest.mark.worker,
@@ -88,7 +88,7 @@ def _kinds(order: Order) -> list[tuple[str, int | None]]:
 
 def test_a_throttling_answer_is_retried_in_the_same_attempt_after_the_next_slot(workers):
     prefix = f"retry-{uuid.uuid4().hex[:6]}-"
-    with SesProxy(settings.AWS_SES_ENDPOINT_URL) as proxy:
+    with AwsProxy(settings.AWS_SES_ENDPOINT_URL) as proxy:
         proxy.throttle_next(2)
         worker = workers(SES_SANDBOX="false", AWS_ENDPOINT_URL_SES=proxy.url)
         [order] = _orders(prefix, 1)
@@ -115,7 +115,7 @@ def test_four_worker_processes_keep_the_accounts_rate_and_dead_letter_nothing(wo
     against an SES whose quota is RATE sends/s: the burst waits for its slots."""
     rate, count = 4, 24
     prefix = f"burst-{uuid.uuid4().hex[:6]}-"
-    with SesProxy(settings.AWS_SES_ENDPOINT_URL) as proxy:
+    with AwsProxy(settings.AWS_SES_ENDPOINT_URL) as proxy:
         proxy.quota(rate)
         proxy.throttle(rate)
         env = {

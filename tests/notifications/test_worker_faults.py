@@ -1,7 +1,7 @@
 """A pool child killed while it sends: a failed attempt, nothing more.
 
 The fault is injected from outside, as production meets it: a proxy in front of the
-emulator's SES (``tests.ses_proxy``) holds the worker's SendRawEmail *before* forwarding it,
+emulator's SES (``tests.aws_proxy``) holds the worker's SendRawEmail *before* forwarding it,
 the test finds the pool child that owns that connection and SIGKILLs it (as the OOM killer
 would), and the proxy drops the request of the dead sender, so SES never received it. Then
 only the outside is watched: the queue's and the DLQ's counts (visible, in flight, delayed)
@@ -23,10 +23,10 @@ from notifications.models import OrderEmail
 from orders import services
 from orders.models import Order
 from shop.aws.sqs.envelope import Envelope
+from tests.aws_proxy import AwsProxy
 from tests.factories import ProductFactory
 from tests.faults import DepthSampler, sender_pid
 from tests.pipeline import DLQ_URL, dlq_messages, sent_emails, sqs, task_order_id, wait_for
-from tests.ses_proxy import SesProxy
 
 pytestmark = [
     pytest.mark.worker,
@@ -50,7 +50,7 @@ def _order(email: str) -> Order:
     )
 
 
-def _kill_the_sender(proxy: SesProxy, worker, n: int) -> int:
+def _kill_the_sender(proxy: AwsProxy, worker, n: int) -> int:
     """Wait for the n-th (0-based) held send, SIGKILL the pool child that made it, and wait
     until the proxy has dropped it (never forwarded). Returns the killed PID."""
     peer = wait_for(
@@ -100,10 +100,10 @@ def test_a_pool_child_killed_mid_send_is_a_failed_attempt_and_the_email_goes_out
 ):
     recipient = f"lost-child-{uuid.uuid4().hex[:8]}@example.com"
     with (
-        SesProxy(settings.AWS_SES_ENDPOINT_URL) as proxy,
+        AwsProxy(settings.AWS_SES_ENDPOINT_URL) as proxy,
         DepthSampler(settings.ORDER_QUEUE_URL, DLQ_URL) as depths,
     ):
-        proxy.hold()
+        proxy.hold("SendRawEmail")
         worker = workers(SES_SANDBOX="false", AWS_ENDPOINT_URL_SES=proxy.url)
         order = _order(recipient)
         killed = [_kill_the_sender(proxy, worker, n) for n in range(kills)]
@@ -132,10 +132,10 @@ def test_a_pool_child_killed_mid_send_is_a_failed_attempt_and_the_email_goes_out
 def test_a_message_that_kills_its_child_on_every_delivery_ends_in_the_dlq(workers):
     recipient = f"child-killer-{uuid.uuid4().hex[:8]}@example.com"
     with (
-        SesProxy(settings.AWS_SES_ENDPOINT_URL) as proxy,
+        AwsProxy(settings.AWS_SES_ENDPOINT_URL) as proxy,
         DepthSampler(settings.ORDER_QUEUE_URL, DLQ_URL) as depths,
     ):
-        proxy.hold()
+        proxy.hold("SendRawEmail")
         worker = workers(SES_SANDBOX="false", AWS_ENDPOINT_URL_SES=proxy.url)
         order = _order(recipient)
         for n in range(MAX_RECEIVE_COUNT):

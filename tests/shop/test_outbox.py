@@ -131,7 +131,7 @@ def test_pending_rows_are_published_in_batches_of_ten(queues, proxy):
     orders = [_place() for _ in range(23)]
     counts = relay_once()
     assert (counts.published, counts.failed) == (23, 0)
-    assert proxy.calls("sqs") == {"SendMessageBatch": 3}
+    assert proxy.actions("sqs") == {"SendMessageBatch": 3}
     ids = sorted(_order_of(b) for b in _bodies(queues.url))
     assert ids == sorted(o.pk for o in orders)
 
@@ -151,9 +151,9 @@ def test_sqs_down_keeps_the_rows_and_publishes_them_once_back(queues, proxy, set
     assert relay_once().claimed == 0  # not due yet
     proxy.up("sqs")
     OutboxMessage.objects.update(available_at=None)  # the back-off is over
-    before = proxy.calls("sqs")["SendMessageBatch"]
+    before = proxy.actions("sqs")["SendMessageBatch"]
     assert relay_once().published == 3
-    assert proxy.calls("sqs")["SendMessageBatch"] - before == 1  # batched again, not alone
+    assert proxy.actions("sqs")["SendMessageBatch"] - before == 1  # batched again, not alone
     assert sorted(_order_of(b) for b in _bodies(queues.url)) == [o.pk for o in orders]
     assert OutboxMessage.objects.count() == 0
 
@@ -179,10 +179,10 @@ def test_an_entry_the_batch_refuses_is_retried_alone_with_back_off(queues, proxy
     ProductFactory(sku="TEA", stock=10)
     newer = [_place(sku="TEA") for _ in range(3)]
     OutboxMessage.objects.filter(pk=victim.pk).update(available_at=None)
-    before = proxy.calls("sqs")["SendMessageBatch"]
+    before = proxy.actions("sqs")["SendMessageBatch"]
     counts = relay_once()
     assert (counts.published, counts.failed) == (4, 0)
-    assert proxy.calls("sqs")["SendMessageBatch"] - before == 2  # the retried one alone
+    assert proxy.actions("sqs")["SendMessageBatch"] - before == 2  # the retried one alone
     assert sorted(_order_of(b) for b in _bodies(queues.url)) == sorted(
         [orders[2].pk, *(o.pk for o in newer)]
     )
@@ -242,7 +242,7 @@ def test_an_event_row_is_published_with_publish_batch(queues, proxy, settings):
         orders = [_place() for _ in range(12)]
         counts = relay_once()
         assert counts.published == 24 and counts.by_kind == {"sns_event": 12, "sqs_task": 12}
-        assert proxy.calls("sns")["PublishBatch"] == 2
+        assert proxy.actions("sns")["PublishBatch"] == 2
         events = [json.loads(b) for b in _bodies(queue_url)]
         assert sorted(e["order_id"] for e in events) == sorted(o.pk for o in orders)
         assert {e["event_type"] for e in events} == {"OrderPlaced"}
