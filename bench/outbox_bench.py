@@ -182,8 +182,10 @@ def requests(
     )
     paired = rungs_on(new, "")
     if before is not None:
+        # The shop before the outbox had one settings module, production's with DEBUG off.
+        old_env = {**env, "DJANGO_SETTINGS_MODULE": "shop.settings", "DJANGO_DEBUG": "false"}
         old = http_bench.gunicorn_start(
-            stack, name="web-before", app=["shop.wsgi"], server=server, cwd=before, **env
+            stack, name="web-before", app=["shop.wsgi"], server=server, cwd=before, **old_env
         )
         paired += rungs_on(old, "'")
     late = dict(paired)
