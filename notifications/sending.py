@@ -137,6 +137,7 @@ def email_send(
     started_at = time.monotonic() if started_at is None else started_at
     deadline = started_at + send_wait_budget()
     rate = ses.max_send_rate()
+    ses.mail_backend_open()  # a process's first send: the client is built before its slot
     throttling_answers = 0
     while True:
         slot = send_rate.slot_take(rate=rate, deadline=deadline)

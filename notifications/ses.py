@@ -175,6 +175,15 @@ def _mail_backend_for(backend: str, endpoint_url: str, region: str, use_v2: bool
     )
 
 
+def mail_backend_open() -> None:
+    """Build this process's mail backend and open its SES client now (django-ses's public
+    ``open()``; a no-op once open), so that the first send of a process does not build a
+    boto3 session and client between taking its send slot and reaching SES."""
+    backend = _mail_backend()
+    if isinstance(backend, SESBackend):
+        backend.open()
+
+
 def email_send(*, to: str, subject: str, html: str, text: str) -> str:
     """Send one email from DEFAULT_FROM_EMAIL; return SES's message id."""
     if account_sandboxed() and not recipient_verified(address=to):
