@@ -1,13 +1,9 @@
 """SES events through SNS: POST /ses/events/ -> django-ses's view and signals -> feedback.
 
-The emulator's SNS cannot play this part: it signs with a throwaway key (always
-SignatureVersion 2) and names a SigningCertURL on AWS's real host, and its SES publishes no
-configuration-set events (only canned identity notifications with a fixed message id). So
-these tests are SNS themselves: an RSA key and certificate made here, served over HTTPS by a
-loopback server (its own test CA, trusted through SSL_CERT_FILE), and messages signed
-exactly as SNS signs them (SignatureVersion 1 = SHA1, 2 = SHA256). The emails themselves are
-really sent through the emulator's SES, so ``ses_message_id`` is SES's own. That SNS, the
-messages and the orders are in tests/notifications/loopback_sns.py.
+SNS is played by tests/notifications/loopback_sns.py (its docstring says why the emulator's
+cannot): messages signed as SNS signs them, its certificate served over HTTPS on loopback.
+The emails themselves are really sent through the emulator's SES, so ``ses_message_id`` is
+SES's own.
 """
 
 from __future__ import annotations
