@@ -4,6 +4,7 @@ import logging
 import signal
 import threading
 
+from django.core import checks
 from django.core.management.base import BaseCommand
 
 from notifications import services
@@ -28,6 +29,10 @@ class Command(BaseCommand):
         "SIGINT, which finish the batch in hand; --once publishes what is due and exits "
         "(status 1 if any row failed). Several relays may run at once on PostgreSQL."
     )
+    #: The models' checks only. The relay renders no email, so it skips the email template
+    #: check (notifications/checks.py): importing pybars3 builds its grammar, about 1 s of
+    #: CPU at every start. The worker and ``manage.py check`` still run it.
+    requires_system_checks = [checks.Tags.models]
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
