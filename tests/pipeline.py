@@ -297,15 +297,16 @@ def subjects_by_order(prefix: str) -> dict[int, int]:
 def row_locked(order_id: int):
     """Hold the order's email record locked from another connection, as a slow peer would.
 
-    PostgreSQL: SELECT ... FOR UPDATE on the row. SQLite: the database's write lock (which
-    the worker's IMMEDIATE transaction must wait for).
+    PostgreSQL: SELECT ... FOR UPDATE on the row, and yields the holding backend's pid (for
+    ``lock_waiters``). SQLite: the database's write lock (which the worker's IMMEDIATE
+    transaction must wait for); yields None.
     """
     url = database_url()
     if url.startswith("sqlite"):
         conn = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            yield None
         finally:
             conn.execute("ROLLBACK")
             conn.close()
@@ -317,17 +318,19 @@ def row_locked(order_id: int):
             "SELECT 1 FROM notifications_orderemail WHERE order_id = %s FOR UPDATE",
             [order_id],
         )
-        yield
+        yield conn.info.backend_pid
 
 
-def lock_waiters() -> int:
-    """Connections to the test database now waiting for a lock (PostgreSQL's
-    ``pg_stat_activity``): a worker's task blocked by ``row_locked``, say."""
+def lock_waiters(holder: int) -> int:
+    """Connections now waiting for a lock that the backend ``holder`` holds (PostgreSQL's
+    ``pg_blocking_pids``): a worker's task blocked by ``row_locked``, say. Only those: a
+    backend an earlier test left queued on some other lock does not count."""
     assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " WHERE datname = current_database() AND %s = ANY(pg_blocking_pids(pid))",
+            [holder],
         )
         return cursor.fetchone()[0]
 

@@ -94,7 +94,7 @@ def test_sigterm_lets_the_running_task_finish(workers):
     # Published here, before the lock (on SQLite the lock is the whole database's, which a
     # relay's claim would wait for), and before any worker runs: none can send it unlocked.
     assert relay_once().published == 1
-    with row_locked(order.pk):
+    with row_locked(order.pk) as holder:
         worker = workers(SES_SANDBOX="false")
         wait_for(
             lambda: "send_order_confirmation" in worker.text() and "received" in worker.text(),
@@ -105,7 +105,11 @@ def test_sigterm_lets_the_running_task_finish(workers):
             # Running, not only received: a task still on its way to the pool child when the
             # warm shutdown starts may finish unacknowledged, and kombu then puts a copy back
             # on the queue (celery/celery#3802). SQLite shows no lock waits.
-            wait_for(lock_waiters, timeout=30, what="the task waiting for the record's lock")
+            wait_for(
+                lambda: lock_waiters(holder),
+                timeout=30,
+                what="the task waiting for the record's lock",
+            )
         worker.terminate()  # warm shutdown while the task waits for the record's lock
     assert worker.process.wait(60) == 0
     assert OrderEmail.objects.get(order=order).status == "sent"

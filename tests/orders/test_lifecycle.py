@@ -270,14 +270,23 @@ def test_the_api_shows_status_and_tracking_once_shipped_to_its_customer_only(
 # --- a cancel racing new orders for the same product (PostgreSQL) ----------------------------
 
 
-def _waiting_on_locks() -> int:
+def _waiting_on_locks(pids: list[int]) -> int:
+    """How many of these backends wait on a lock. Only the racers' own: a backend left by an
+    earlier test (a killed process's, still queued on some lock) must not count."""
     with connection.cursor() as cursor:
         # Inside a transaction PostgreSQL keeps its first snapshot of the activity: drop it.
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
+            [pids],
         )
+        return cursor.fetchone()[0]
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
 
 
@@ -297,9 +306,11 @@ def _race(product: Product, cancel_id: int, *, cancel_first: bool) -> dict[str, 
     cancel first, or the two orders first), then commits: they run in the lock's queue
     order, truly one against the other."""
     results: dict[str, str] = {}
+    pids: list[int] = []  # each racer's backend, noted before it queues
 
     def run(name: str, action) -> None:
         try:
+            pids.append(_backend_pid())
             action()
             results[name] = "done"
         except services.InsufficientStock:
@@ -322,7 +333,7 @@ def _race(product: Product, cancel_id: int, *, cancel_first: bool) -> dict[str, 
                 threads.append(threading.Thread(target=run, args=item))
                 threads[-1].start()
             queued = len(threads)
-            _wait_until(lambda queued=queued: _waiting_on_locks() == queued)
+            _wait_until(lambda queued=queued: _waiting_on_locks(pids) == queued)
     for thread in threads:
         thread.join(60)
     return results
