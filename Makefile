@@ -29,9 +29,10 @@ test: install lint system-packages
 
 ## The fast lane: lint, import contracts and the tests that start no other process.
 # On PostgreSQL the test databases are kept between runs (pytest-django's --reuse-db; new
-# migrations are still applied); SQLite's are one file per run, quick to make.
+# migrations are still applied); SQLite's are one file per run, quick to make. Three xdist
+# processes on 2 cores: a few of these tests wait on a slow fake server (timeouts).
 check: install lint
-	$(BIN)/python -m pytest -n 2 -m "not subprocess" $(if $(filter postgres%,$(DATABASE_URL)),--reuse-db)
+	$(BIN)/python -m pytest -n 3 -m "not subprocess" $(if $(filter postgres%,$(DATABASE_URL)),--reuse-db)
 
 lint: install
 	$(BIN)/ruff check .
