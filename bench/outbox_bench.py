@@ -47,7 +47,7 @@ if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the pro
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import http_bench
-from bench.common import ROOT, Child, Figure, Stack, wait_for
+from bench.common import PG_ADMIN_URL, ROOT, Child, Figure, Stack, wait_for
 from bench.http_bench import Load, Rung, Size
 from bench.worker_bench import CUSTOMERS, Run, calls_note, emails_per_order, latencies, percentile
 from tests.aws_proxy import AwsProxy
@@ -147,6 +147,48 @@ def interleaved(
     return [Load.merged(slices[rung]) for rung in rungs]
 
 
+def before_database(stack: Stack, before: Path) -> str:
+    """A database for the shop before the outbox: migrated by that checkout's own migrations,
+    with this stack's products copied in (the columns both schemas have). Returns its URL;
+    the caller drops it (``_database_drop``)."""
+    import psycopg
+
+    name = f"{stack.database}_before"
+    url = f"{stack.database_url.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**stack.env, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "shop.settings"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=before,
+        env={**env, "DJANGO_DEBUG": "false"},
+        check=True,
+        capture_output=True,
+    )
+    columns_sql = (
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'orders_product'"
+    )
+    with psycopg.connect(stack.database_url) as mine, psycopg.connect(url) as theirs:
+        shared = {row[0] for row in mine.execute(columns_sql)} & {
+            row[0] for row in theirs.execute(columns_sql)
+        }
+        columns = ", ".join(sorted(shared))
+        rows = mine.execute(f"SELECT {columns} FROM orders_product").fetchall()
+        marks = ", ".join(["%s"] * len(shared))
+        with theirs.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO orders_product ({columns}) VALUES ({marks})", rows)
+    return url
+
+
+def _database_drop(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def requests(
     stack: Stack, proxy: AwsProxy, dims: Dimensions, before: Path | None, log_dir: Path
 ) -> tuple[list[Figure], Child, Rung]:
@@ -182,18 +224,27 @@ def requests(
     )
     paired = rungs_on(new, "")
     if before is not None:
-        # The shop before the outbox had one settings module, production's with DEBUG off.
-        old_env = {**env, "DJANGO_SETTINGS_MODULE": "shop.settings", "DJANGO_DEBUG": "false"}
+        # The shop before the outbox had one settings module, production's with DEBUG off,
+        # and its own schema (the email table had another name): a database of its own.
+        old_env = {
+            **env,
+            "DJANGO_SETTINGS_MODULE": "shop.settings",
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": before_database(stack, before),
+        }
         old = http_bench.gunicorn_start(
             stack, name="web-before", app=["shop.wsgi"], server=server, cwd=before, **old_env
         )
         paired += rungs_on(old, "'")
     late = dict(paired)
     rungs = [rung for rung, _ in paired]
-    with http_bench.QueueDrain(stack=stack):
-        loads = interleaved(rungs, late, proxy, size, log_dir / "wrk.log")
-    if before is not None:
-        old.stop()
+    try:
+        with http_bench.QueueDrain(stack=stack):
+            loads = interleaved(rungs, late, proxy, size, log_dir / "wrk.log")
+    finally:
+        if before is not None:
+            old.stop()
+            _database_drop(old_env["DATABASE_URL"])
     note = load_note()
     by = {rung.letter: load for rung, load in zip(rungs, loads, strict=True)}
     figures: list[Figure] = []
