@@ -35,6 +35,25 @@ TEMPLATE_LOCK = 0x5B0B_7E17
 MOTO_ENV = {**CREDENTIALS, **SERVER_ENV}
 
 
+def database_new(name: str) -> str:
+    """A new, empty PostgreSQL database of that name (one left by an earlier run is dropped
+    first); its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def database_drop(url: str) -> None:
+    """Drop the database at ``url``, whoever is still connected."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 @dataclass
 class Figure:
     """One row of the table: a measured value, and its target where the issue sets one."""
@@ -140,13 +159,7 @@ class Stack:
         self.aws_url = self.emulator.url
 
     def _database(self) -> None:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
-            conn.execute(f'CREATE DATABASE "{self.database}"')
-        base = PG_ADMIN_URL.rsplit("/", 1)[0]
-        self.database_url = f"{base}/{self.database}"
+        self.database_url = database_new(self.database)
 
     def _migrated(self) -> None:
         """Migrate the stack's database, by copying (``CREATE DATABASE ... TEMPLATE``) a
@@ -191,10 +204,7 @@ class Stack:
     def _database_drop(self) -> None:
         if not getattr(self, "database_url", None):
             return
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        database_drop(self.database_url)
         self.database_url = ""
 
     def _provision(self) -> None:

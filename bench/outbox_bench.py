@@ -47,7 +47,7 @@ if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the pro
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import http_bench
-from bench.common import PG_ADMIN_URL, ROOT, Child, Figure, Stack, wait_for
+from bench.common import ROOT, Child, Figure, Stack, database_drop, database_new, wait_for
 from bench.http_bench import Load, Rung, Size
 from bench.worker_bench import CUSTOMERS, Run, calls_note, emails_per_order, latencies, percentile
 from tests.aws_proxy import AwsProxy
@@ -150,14 +150,10 @@ def interleaved(
 def before_database(stack: Stack, before: Path) -> str:
     """A database for the shop before the outbox: migrated by that checkout's own migrations,
     with this stack's products copied in (the columns both schemas have). Returns its URL;
-    the caller drops it (``_database_drop``)."""
+    the caller drops it (``bench.common.database_drop``)."""
     import psycopg
 
-    name = f"{stack.database}_before"
-    url = f"{stack.database_url.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_new(f"{stack.database}_before")
     env = {**stack.env, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "shop.settings"}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -179,14 +175,6 @@ def before_database(stack: Stack, before: Path) -> str:
         with theirs.cursor() as cursor:
             cursor.executemany(f"INSERT INTO orders_product ({columns}) VALUES ({marks})", rows)
     return url
-
-
-def _database_drop(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def requests(
@@ -244,7 +232,7 @@ def requests(
     finally:
         if before is not None:
             old.stop()
-            _database_drop(old_env["DATABASE_URL"])
+            database_drop(old_env["DATABASE_URL"])
     note = load_note()
     by = {rung.letter: load for rung, load in zip(rungs, loads, strict=True)}
     figures: list[Figure] = []
