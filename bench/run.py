@@ -80,6 +80,41 @@ def machine() -> dict:
     }
 
 
+#: The reference loop's size: about a quarter of a second of one core on this project's
+#: 2-core machine. Its time says how fast the machine was during a run (a shared host's
+#: speed moves from day to day), so that runs of different days can be told apart from a
+#: change in the code.
+REFERENCE_LOOP = 2_000_000
+
+
+def reference_loop_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop, the best of three."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(REFERENCE_LOOP):
+            total += i
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU counters (/proc/stat's first line, in clock ticks); [] elsewhere."""
+    try:
+        return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> float | None:
+    """The share of the CPUs' time the hypervisor gave to others between two readings."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=False)]
+    return round(spent[7] / sum(spent), 3) if sum(spent) else None
+
+
 def shown(value) -> str:
     if value is None:
         return "-"
@@ -121,6 +156,8 @@ def main() -> int:
     names = [name for name in args.only.split(",") if name]
     started = time.monotonic()
     print(f"make bench ({args.size}): {', '.join(names)}", flush=True)
+    speed = {"reference_loop_ms_start": reference_loop_ms()}
+    counters = cpu_times()
     rows: list[dict] = []
     errors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="shop-bench-") as tmp:
@@ -129,11 +166,13 @@ def main() -> int:
             rows += module_rows
             if error:
                 errors.append(error)
+    speed["reference_loop_ms_end"] = reference_loop_ms()
+    speed["steal"] = steal_share(counters, cpu_times())
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "size": args.size,
         "command": f"make bench{' BENCH_SIZE=tiny' if args.size == 'tiny' else ''}",
-        "machine": machine(),
+        "machine": {**machine(), **speed},
         "seconds": round(time.monotonic() - started, 1),
         "figures": rows,
         "errors": errors,
@@ -143,6 +182,12 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     info = result["machine"]
     print(f"\n{info['cpus']} x {info['cpu']}, {info['memory']}, Python {info['python']}")
+    steal = "unknown" if info["steal"] is None else f"{info['steal']:.1%}"
+    print(
+        f"reference loop {info['reference_loop_ms_start']} ms at the start, "
+        f"{info['reference_loop_ms_end']} ms at the end (less is a faster machine); "
+        f"CPU time taken by the hypervisor during the run: {steal}"
+    )
     print(table(rows))
     unmet = [r for r in rows if r["met"] is False]
     print(f"\n{len(rows)} figures, {len(unmet)} targets not met, {result['seconds']} s; {out}")

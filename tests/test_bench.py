@@ -59,6 +59,10 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path, module):
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["errors"] == []
+    # How fast the machine was, at both ends of the run (runs of different days compare).
+    speed = result["machine"]
+    assert speed["reference_loop_ms_start"] > 0 and speed["reference_loop_ms_end"] > 0
+    assert speed["steal"] is None or 0 <= speed["steal"] < 1
     figures = result["figures"]
     numbers = {figure["group"].split()[0] for figure in figures}
     assert numbers >= FIGURES[module], f"figures missing: {sorted(FIGURES[module] - numbers)}"
