@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,23 +81,25 @@ def machine() -> dict:
     }
 
 
-#: The reference loop's size: about a quarter of a second of one core on this project's
-#: 2-core machine. Its time says how fast the machine was during a run (a shared host's
-#: speed moves from day to day), so that runs of different days can be told apart from a
-#: change in the code.
-REFERENCE_LOOP = 2_000_000
+#: The reference loop: its size (about 50-60 ms of one core on this project's 2-core machine)
+#: and how many times it runs (about 2 s in all). Its time says how fast the machine was
+#: during a run (a shared host's speed moves from day to day, and within a second too: one
+#: process's runs of it spread 2x, so only a mean over seconds is steady, to about 7%), so
+#: that runs of different days can be told apart from a change in the code.
+REFERENCE_LOOP = 1_000_000
+REFERENCE_RUNS = 40
 
 
 def reference_loop_ms() -> float:
-    """CPU milliseconds of a fixed pure-Python loop, the best of three."""
-    best = float("inf")
-    for _ in range(3):
+    """CPU milliseconds of a fixed pure-Python loop: the mean of ``REFERENCE_RUNS``."""
+    times = []
+    for _ in range(REFERENCE_RUNS):
         started = time.process_time()
         total = 0
         for i in range(REFERENCE_LOOP):
             total += i
-        best = min(best, time.process_time() - started)
-    return round(best * 1000, 1)
+        times.append(time.process_time() - started)
+    return round(statistics.mean(times) * 1000, 1)
 
 
 def cpu_times() -> list[int]:
