@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # pytest-xdist processes for `make test`, each with its own emulator and database. More than
 # the 2 cores: the end-to-end tests spend most of their time waiting on other processes.
+# Tests go to them one at a time, longest first (tests/conftest.py), so that none is left with
+# a queue of long tests while the others are idle.
 PYTEST_WORKERS ?= 4
+XDIST := --dist load --maxschedchunk 1
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
 
 .PHONY: install run test check lint lock system-packages bench token manage worker clean
@@ -25,14 +28,14 @@ run: install
 
 ## Lint, import contracts and the whole test suite (SQLite unless DATABASE_URL is set).
 test: install lint system-packages
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(XDIST) --durations=15
 
 ## The fast lane: lint, import contracts and the tests that start no other process.
 # On PostgreSQL the test databases are kept between runs (pytest-django's --reuse-db; new
 # migrations are still applied); SQLite's are one file per run, quick to make. Three xdist
 # processes on 2 cores: a few of these tests wait on a slow fake server (timeouts).
 check: install lint
-	$(BIN)/python -m pytest -n 3 -m "not subprocess" $(if $(filter postgres%,$(DATABASE_URL)),--reuse-db)
+	$(BIN)/python -m pytest -n 3 $(XDIST) -m "not subprocess" $(if $(filter postgres%,$(DATABASE_URL)),--reuse-db)
 
 lint: install
 	$(BIN)/ruff check .

@@ -173,17 +173,29 @@ def pytest_terminal_summary(terminalreporter):
 _DB_FIXTURES = {"db", "transactional_db", "live_server"}
 
 
+#: The tiny benchmarks (tests/test_bench.py), longest first: each is one test of 20-80 s.
+_BENCHES_LONGEST_FIRST = ("worker_bench", "outbox_bench", "http_bench", "ses_bench", "micro")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """The longest tests first, so that xdist does not start them last: those that start
-    processes and use no database, the tiny benchmarks first of all. pytest-django has put
-    the database tests in Django's order; tests without a database can go anywhere."""
+    processes and use no database, the tiny benchmarks first of all, longest first. pytest-django
+    has put the database tests in Django's order; tests without a database can go anywhere.
 
-    def rank(item) -> tuple[bool, bool]:
+    The Makefile hands tests to xdist's processes one at a time (``--maxschedchunk 1``): by
+    default each process is first sent a run of consecutive tests (a sixteenth of the suite),
+    and the first run held every benchmark, so one process ran them one after the other."""
+
+    def rank(item) -> tuple[bool, int]:
         no_db = not item.get_closest_marker("django_db") and not (
             _DB_FIXTURES & set(getattr(item, "fixturenames", ()))
         )
         early = no_db and item.get_closest_marker("subprocess") is not None
-        return (not early, "test_bench.py" not in item.nodeid)
+        bench = next(
+            (n for n, name in enumerate(_BENCHES_LONGEST_FIRST) if f"[{name}]" in item.nodeid),
+            len(_BENCHES_LONGEST_FIRST),
+        )
+        return (not early, bench)
 
     items.sort(key=rank)
