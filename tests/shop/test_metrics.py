@@ -10,7 +10,7 @@ from django.conf import settings
 from shop import aws
 from tests.factories import ProductFactory, StaffFactory, UserFactory
 from tests.helpers import emulator_token, order_body, samples, scrape
-from tests.pipeline import DLQ_URL, WebServer, drain, free_port
+from tests.pipeline import DLQ_URL, WebServer, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -18,15 +18,6 @@ ELSEWHERE = "203.0.113.9"  # TEST-NET-3: never in the allow-list
 
 
 ORDERS_PLACED = ("shop_orders_placed_total", ())
-
-
-@pytest.fixture
-def empty_queues():
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
-    yield
-    drain(settings.ORDER_QUEUE_URL)
-    drain(DLQ_URL)
 
 
 # --- who may read -------------------------------------------------------------------------
@@ -85,7 +76,7 @@ def test_metrics_are_read_only(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_orders_placed_counts_committed_orders_only(client, alice, empty_queues):
+def test_orders_placed_counts_committed_orders_only(client, alice, queues):
     ProductFactory(sku="MUG", stock=3)
     before = scrape(client)[ORDERS_PLACED]
 
@@ -121,7 +112,7 @@ def _depth(values, role: str, state: str) -> float:
     return matches[0]
 
 
-def test_queue_gauges_are_read_from_sqs_at_scrape_time(client, empty_queues):
+def test_queue_gauges_are_read_from_sqs_at_scrape_time(client, queues):
     sqs = aws.client("sqs")
     for body in ("metrics-test-1", "metrics-test-2", "metrics-test-3"):
         sqs.send_message(QueueUrl=DLQ_URL, MessageBody=body)
@@ -158,7 +149,7 @@ def test_sqs_unreachable_is_a_gauge_not_an_error(client, settings):
 @pytest.mark.worker
 @pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
-def test_gunicorn_in_multiprocess_mode_counts_its_workers_orders(tmp_path, empty_queues):
+def test_gunicorn_in_multiprocess_mode_counts_its_workers_orders(tmp_path, queues):
     metrics_dir = tmp_path / "metrics"
     web = WebServer(
         tmp_path / "web.log",
