@@ -85,6 +85,10 @@ class Size:
     rounds: int  # each rung is measured in this many slices, the rungs in turn
     slice: float  # seconds of each slice
     connections: int  # wrk's open connections (one wrk thread)
+    #: gunicorn workers of each server (``SERVER``'s 3 at the full size). One at the tiny size:
+    #: every worker imports Django, about a second of CPU each, which the suite need not pay
+    #: to keep the figures working.
+    workers: int = 3
 
 
 SIZES = {
@@ -92,7 +96,7 @@ SIZES = {
     # wrk's shortest run (1 s) per rung and no warm-up, to keep make test short with 8 rungs.
     # Under the test suite's own load a slice may complete no request: it is taken again
     # (``interleaved``).
-    "tiny": Size(customers=3, products=6, warmup=0, rounds=1, slice=1, connections=4),
+    "tiny": Size(customers=3, products=6, warmup=0, rounds=1, slice=1, connections=4, workers=1),
 }
 
 
@@ -435,7 +439,7 @@ def run(
     *,
     size: str,
     log_dir: Path,
-    server: Server = SERVER,
+    server: Server | None = None,
     profile: tuple[str, ...] = (),
     sql: bool = True,
     before: Path | None = None,
@@ -445,6 +449,7 @@ def run(
     served by a second shop gunicorn beside this one, whose rungs b-h (b', c', ...) are
     measured in the same interleaved run, each right after this checkout's."""
     dimensions = dimensions or SIZES[size]
+    server = server or replace(SERVER, workers=dimensions.workers)
     wrk_path()
     profiler = Profiler(enabled=bool(profile), log_dir=log_dir)
     wrk_log = log_dir / "wrk.log"
@@ -903,7 +908,9 @@ def main() -> int:
         print(json.dumps(handlers[options.child](*options.child_args)))
         return 0
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="bench-http-"))
-    servers = CANDIDATES if options.compare else [SERVER]
+    servers = (
+        CANDIDATES if options.compare else [replace(SERVER, workers=SIZES[options.size].workers)]
+    )
     for server in servers:
         started = time.monotonic()
         figures = run(

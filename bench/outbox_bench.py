@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the project root is not
@@ -79,7 +79,9 @@ SIZES = {
         crash=200,
     ),
     "tiny": Dimensions(
-        requests=Size(customers=3, products=6, warmup=0, rounds=1, slice=1, connections=4),
+        requests=Size(
+            customers=3, products=6, warmup=0, rounds=1, slice=1, connections=4, workers=1
+        ),
         calls_seconds=1,
         rate=5.0,
         seconds=1,
@@ -193,7 +195,7 @@ def requests(
         "ORDER_PLACEMENT_RATE": "1000000/s",
         "ANONYMOUS_REQUEST_RATE": "1000000/s",
     }
-    server = http_bench.SERVER
+    server = replace(http_bench.SERVER, workers=size.workers)
 
     def rungs_on(shop: Child, mark: str) -> list[tuple[Rung, float]]:
         me = Rung(f"b{mark} GET /api/me/", shop.url, "me.lua", (str(tokens),), server=shop.pid)
