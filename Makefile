@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # pytest-xdist processes for `make test`, each with its own emulator and database. More than
-# the 2 cores: the end-to-end tests spend much of their time waiting on other processes. With
-# tests handed out one at a time, 3 finished before 4 (232 s against 238 s) on 358 CPU-seconds
-# against 414: the suite is CPU-bound, and a fourth adds an emulator and contention.
-# Tests go to them one at a time, longest first (tests/conftest.py), so that none is left with
-# a queue of long tests while the others are idle.
+# the 2 cores: the end-to-end tests spend much of their time waiting on other processes. Tests
+# go to them one at a time, longest first (tests/conftest.py), so that none is left with a
+# queue of long tests while the others are idle. Handed out so, 3 processes finished as soon
+# as 4 (232-240 s against 238-243 s) on 358-383 CPU-seconds against 414: the suite is
+# CPU-bound, and a fourth adds an emulator and contention.
 PYTEST_WORKERS ?= 3
 XDIST := --dist load --maxschedchunk 1
 # Python's bytecode caches (__pycache__/, ignored by git) are written even where the environment

@@ -184,7 +184,7 @@ def pytest_collection_modifyitems(items):
     has put the database tests in Django's order; tests without a database can go anywhere.
 
     The Makefile hands tests to xdist's processes one at a time (``--maxschedchunk 1``): by
-    default each process is first sent a run of consecutive tests (a sixteenth of the suite),
+    default each process is first sent a run of consecutive tests (a quarter of its share),
     and the first run held every benchmark, so one process ran them one after the other."""
 
     def rank(item) -> tuple[bool, int]:
