@@ -90,6 +90,11 @@ class Size:
     #: to keep the figures working.
     workers: int = 3
 
+    @property
+    def server(self) -> Server:
+        """``SERVER`` with this size's workers."""
+        return replace(SERVER, workers=self.workers)
+
 
 SIZES = {
     "full": Size(customers=20, products=30, warmup=3, rounds=4, slice=4, connections=8),
@@ -449,7 +454,7 @@ def run(
     served by a second shop gunicorn beside this one, whose rungs b-h (b', c', ...) are
     measured in the same interleaved run, each right after this checkout's."""
     dimensions = dimensions or SIZES[size]
-    server = server or replace(SERVER, workers=dimensions.workers)
+    server = server or dimensions.server
     wrk_path()
     profiler = Profiler(enabled=bool(profile), log_dir=log_dir)
     wrk_log = log_dir / "wrk.log"
@@ -908,9 +913,7 @@ def main() -> int:
         print(json.dumps(handlers[options.child](*options.child_args)))
         return 0
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="bench-http-"))
-    servers = (
-        CANDIDATES if options.compare else [replace(SERVER, workers=SIZES[options.size].workers)]
-    )
+    servers = CANDIDATES if options.compare else [SIZES[options.size].server]
     for server in servers:
         started = time.monotonic()
         figures = run(

@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: bench/ is sys.path[0], the project root is not
@@ -195,7 +195,7 @@ def requests(
         "ORDER_PLACEMENT_RATE": "1000000/s",
         "ANONYMOUS_REQUEST_RATE": "1000000/s",
     }
-    server = replace(http_bench.SERVER, workers=size.workers)
+    server = size.server
 
     def rungs_on(shop: Child, mark: str) -> list[tuple[Rung, float]]:
         me = Rung(f"b{mark} GET /api/me/", shop.url, "me.lua", (str(tokens),), server=shop.pid)
